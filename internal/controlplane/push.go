@@ -1,0 +1,355 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"palisade.dev/palisade/internal/config"
+	"palisade.dev/palisade/internal/xds"
+)
+
+// Node metadata keys a proxy sets when it subscribes.
+const (
+	// MetaInbound is a struct of service port → sidecar listener host:port.
+	MetaInbound = "INBOUND"
+	// MetaGateway marks an ingress gateway; MetaLabels are its labels.
+	MetaGateway = "GATEWAY"
+	MetaLabels  = "LABELS"
+)
+
+// Server pushes config to proxies over delta ADS.
+type Server struct {
+	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
+
+	log      *slog.Logger
+	registry Registry
+	// RequirePeerIdentity refuses streams whose mTLS identity does not
+	// match the workload they subscribe for. Only tests turn it off.
+	requireIdentity bool
+
+	mu       sync.Mutex
+	snap     *config.Snapshot
+	bundle   []byte
+	inbound  map[WorkloadKey]map[uint32]string
+	changed  chan struct{} // closed on every change, then replaced
+	input    atomic.Pointer[state]
+	proxies  map[string]*ProxyStatus
+	nonceSeq atomic.Uint64
+}
+
+type state struct {
+	in        *Input
+	workloads map[WorkloadKey]*Workload
+}
+
+// ProxyStatus is what the control plane knows of one connected proxy.
+type ProxyStatus struct {
+	ID          string            `json:"id"`
+	Identity    string            `json:"identity"`
+	Connected   bool              `json:"connected"`
+	ConnectedAt time.Time         `json:"connectedAt"`
+	Acked       map[string]string `json:"acked"` // type → nonce last ACKed
+	LastNack    string            `json:"lastNack,omitempty"`
+	Inbound     map[uint32]string `json:"inbound,omitempty"`
+}
+
+// NewServer returns a push server. requireIdentity should be true outside
+// tests.
+func NewServer(log *slog.Logger, reg Registry, requireIdentity bool) *Server {
+	s := &Server{
+		log: log, registry: reg, requireIdentity: requireIdentity,
+		inbound: map[WorkloadKey]map[uint32]string{},
+		changed: make(chan struct{}),
+		proxies: map[string]*ProxyStatus{},
+		snap:    &config.Snapshot{Mesh: config.DefaultMesh()},
+	}
+	s.rebuildLocked()
+	return s
+}
+
+// SetSnapshot installs a new config snapshot and pushes what changed.
+func (s *Server) SetSnapshot(snap *config.Snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.snap = snap
+	s.rebuildLocked()
+}
+
+// SetBundle installs a new trust bundle (PEM) and pushes it.
+func (s *Server) SetBundle(pemBundle []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bundle = append([]byte(nil), pemBundle...)
+	s.rebuildLocked()
+}
+
+// Workloads returns the current workloads with their announced inbound
+// addresses.
+func (s *Server) Workloads() []*Workload {
+	st := s.input.Load()
+	out := make([]*Workload, 0, len(st.workloads))
+	for _, w := range s.registry.Workloads(st.in.Snapshot) {
+		out = append(out, st.workloads[w.Key])
+	}
+	return out
+}
+
+// Snapshot returns the config snapshot in force.
+func (s *Server) Snapshot() *config.Snapshot { return s.input.Load().in.Snapshot }
+
+// Proxies returns a copy of every proxy's status.
+func (s *Server) Proxies() []ProxyStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ProxyStatus, 0, len(s.proxies))
+	for _, p := range s.proxies {
+		c := *p
+		c.Acked = map[string]string{}
+		for k, v := range p.Acked {
+			c.Acked[k] = v
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func (s *Server) rebuildLocked() {
+	ws := s.registry.Workloads(s.snap)
+	byKey := make(map[WorkloadKey]*Workload, len(ws))
+	for _, w := range ws {
+		w.Inbound = s.inbound[w.Key]
+		byKey[w.Key] = w
+	}
+	s.input.Store(&state{
+		in:        &Input{Snapshot: s.snap, Services: BuildServices(s.snap, ws), Bundle: s.bundle},
+		workloads: byKey,
+	})
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *Server) watch() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// DeltaAggregatedResources serves one proxy's subscription.
+func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	proxy, id, err := s.admit(ctx, first.GetNode())
+	if err != nil {
+		s.log.Warn("proxy refused", "node", first.GetNode().GetId(), "err", err)
+		return err
+	}
+	st := &ProxyStatus{ID: first.GetNode().GetId(), Identity: id, Connected: true, ConnectedAt: time.Now(), Acked: map[string]string{}}
+	s.mu.Lock()
+	s.proxies[st.ID] = st
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		st.Connected = false
+		s.mu.Unlock()
+	}()
+	s.log.Info("proxy connected", "node", st.ID, "identity", id)
+
+	reqs := make(chan *discoveryv3.DeltaDiscoveryRequest, 16)
+	recvErr := make(chan error, 1)
+	reqs <- first
+	go func() {
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	have := map[string]map[string]string{} // type → name → version sent
+	subscribed := map[string]bool{}
+	sent := map[string]bool{} // types answered at least once on this stream
+	for {
+		changed := s.watch()
+		if err := s.push(stream, proxy, subscribed, sent, have); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-recvErr:
+			return err
+		case r := <-reqs:
+			s.handleRequest(st, r, subscribed, have)
+		case <-changed:
+		}
+	}
+}
+
+func (s *Server) handleRequest(st *ProxyStatus, r *discoveryv3.DeltaDiscoveryRequest, subscribed map[string]bool, have map[string]map[string]string) {
+	t := r.GetTypeUrl()
+	if r.GetResponseNonce() == "" {
+		if !subscribed[t] {
+			subscribed[t] = true
+			m := map[string]string{}
+			for k, v := range r.GetInitialResourceVersions() {
+				m[k] = v
+			}
+			have[t] = m
+		}
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := r.GetErrorDetail(); e != nil {
+		st.LastNack = fmt.Sprintf("%s: %s", t, e.GetMessage())
+		s.log.Warn("proxy rejected config", "node", st.ID, "type", t, "err", e.GetMessage())
+		return
+	}
+	st.Acked[t] = r.GetResponseNonce()
+}
+
+func (s *Server) push(stream discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer, p func(*state) (Proxy, bool), subscribed, sent map[string]bool, have map[string]map[string]string) error {
+	cur := s.input.Load()
+	proxy, ok := p(cur)
+	if !ok {
+		return status.Error(codes.NotFound, "workload no longer in the mesh config")
+	}
+	set, err := Generate(cur.in, proxy)
+	if err != nil {
+		return status.Errorf(codes.Internal, "generate: %v", err)
+	}
+	for _, t := range xds.AllTypes {
+		if !subscribed[t] {
+			continue
+		}
+		up, removed := xds.Diff(have[t], set[t])
+		if len(up) == 0 && len(removed) == 0 && sent[t] {
+			continue
+		}
+		resp := &discoveryv3.DeltaDiscoveryResponse{
+			TypeUrl:          t,
+			Nonce:            strconv.FormatUint(s.nonceSeq.Add(1), 10),
+			RemovedResources: removed,
+		}
+		for _, r := range up {
+			resp.Resources = append(resp.Resources, &discoveryv3.Resource{Name: r.Name, Version: r.Version, Resource: r.Any})
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+		sent[t] = true
+		m := map[string]string{}
+		for name, r := range set[t] {
+			m[name] = r.Version
+		}
+		have[t] = m
+	}
+	return nil
+}
+
+// admit checks who the proxy is and returns how to find its workload in
+// each new state.
+func (s *Server) admit(ctx context.Context, node *corev3.Node) (func(*state) (Proxy, bool), string, error) {
+	if node == nil || node.GetId() == "" {
+		return nil, "", status.Error(codes.InvalidArgument, "first request carries no node")
+	}
+	id, err := peerID(ctx)
+	if err != nil && s.requireIdentity {
+		return nil, "", status.Errorf(codes.Unauthenticated, "%v", err)
+	}
+	meta := node.GetMetadata().GetFields()
+	if meta[MetaGateway].GetBoolValue() {
+		key, err := ParseWorkloadKey(node.GetId())
+		if err != nil {
+			return nil, "", status.Error(codes.InvalidArgument, err.Error())
+		}
+		if s.requireIdentity && pathNamespace(id) != key.Namespace {
+			return nil, "", status.Errorf(codes.PermissionDenied, "identity %s may not serve gateway %s", id, key)
+		}
+		labels := map[string]string{}
+		for k, v := range meta[MetaLabels].GetStructValue().GetFields() {
+			labels[k] = v.GetStringValue()
+		}
+		gw := &GatewayProxy{Namespace: key.Namespace, Name: key.Name, Labels: labels}
+		return func(*state) (Proxy, bool) { return Proxy{Gateway: gw}, true }, id.String(), nil
+	}
+	key, err := ParseWorkloadKey(node.GetId())
+	if err != nil {
+		return nil, "", status.Error(codes.InvalidArgument, err.Error())
+	}
+	w := s.input.Load().workloads[key]
+	if w == nil {
+		return nil, "", status.Errorf(codes.NotFound, "no workload %s in the mesh config", key)
+	}
+	if s.requireIdentity {
+		want := "/ns/" + w.Key.Namespace + "/sa/" + w.ServiceAccount
+		if id.Path() != want {
+			return nil, "", status.Errorf(codes.PermissionDenied, "identity %s may not serve workload %s (wants %s)", id, key, want)
+		}
+	}
+	inbound := map[uint32]string{}
+	for k, v := range meta[MetaInbound].GetStructValue().GetFields() {
+		n, err := strconv.ParseUint(k, 10, 16)
+		if err != nil {
+			return nil, "", status.Errorf(codes.InvalidArgument, "inbound port %q: %v", k, err)
+		}
+		inbound[uint32(n)] = v.GetStringValue()
+	}
+	s.mu.Lock()
+	s.inbound[key] = inbound
+	s.rebuildLocked()
+	s.mu.Unlock()
+	return func(st *state) (Proxy, bool) {
+		w := st.workloads[key]
+		return Proxy{Workload: w}, w != nil
+	}, id.String(), nil
+}
+
+func peerID(ctx context.Context) (spiffeid.ID, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return spiffeid.ID{}, errors.New("no peer")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		return spiffeid.ID{}, errors.New("no client certificate")
+	}
+	leaf := info.State.PeerCertificates[0]
+	if len(leaf.URIs) != 1 {
+		return spiffeid.ID{}, errors.New("client certificate has no single URI SAN")
+	}
+	return spiffeid.FromURI(leaf.URIs[0])
+}
+
+func pathNamespace(id spiffeid.ID) string {
+	parts := strings.Split(id.Path(), "/")
+	if len(parts) >= 3 && parts[1] == "ns" {
+		return parts[2]
+	}
+	return ""
+}
