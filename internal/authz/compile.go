@@ -1,0 +1,507 @@
+package authz
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/textproto"
+	"strconv"
+	"strings"
+
+	securityv1beta1 "istio.io/api/security/v1beta1"
+)
+
+// attr names the request attribute a field reads.
+type attr uint8
+
+const (
+	attrPrincipal attr = iota
+	attrNamespace
+	attrServiceAccount
+	attrTrustDomain
+	attrSNI
+	attrSourceIP
+	attrRemoteIP
+	attrDestIP
+	attrDestPort
+	attrRequestPrincipal
+	attrAudiences
+	attrPresenter
+	attrClaim
+	attrHeader
+	attrHost
+	attrMethod
+	attrPath
+)
+
+// httpOnly reports whether the attribute exists only for HTTP requests.
+func (a attr) httpOnly() bool { return a >= attrRequestPrincipal }
+
+// mtlsOnly reports whether the attribute exists only on mTLS connections.
+func (a attr) mtlsOnly() bool { return a <= attrSNI }
+
+// policy is one compiled AuthorizationPolicy.
+type policy struct {
+	ref      PolicyRef // Rule is -1
+	provider string
+	denyLike bool // DENY, AUDIT, CUSTOM: widen rather than narrow on doubt
+	rules    []*rule
+}
+
+// rule is one compiled Rule: some source AND some operation AND every
+// condition.
+type rule struct {
+	http bool       // uses an HTTP-only field
+	from [][]*field // OR of sources; each an AND of fields
+	to   [][]*field // OR of operations; each an AND of fields
+	when []*field   // AND
+}
+
+// field is one compiled field of a source, operation or condition, with
+// its values and notValues.
+type field struct {
+	name      string // "from[0].source.principals", for Explain
+	attr      attr
+	deny      bool // compiled for a DENY-like policy
+	fold      bool // compare case-insensitively
+	header    string
+	claim     []string
+	values    []strMatch
+	notValues []strMatch
+	reqP      []issSub
+	notReqP   []issSub
+	sas       []saRef
+	notSAs    []saRef
+	cidrs     []netip.Prefix
+	notCIDRs  []netip.Prefix
+	ports     []uint32
+	notPorts  []uint32
+	raw       []string // values as written, for Explain
+	rawNot    []string
+}
+
+type issSub struct{ iss, sub strMatch }
+
+type saRef struct{ ns, sa string }
+
+func compilePolicy(p *Policy, opts Options) (*policy, error) {
+	spec := p.Spec
+	cp := &policy{
+		ref:      PolicyRef{Namespace: p.Namespace, Name: p.Name, Action: spec.GetAction(), Rule: -1},
+		denyLike: spec.GetAction() != ActionAllow,
+	}
+	var errs []error
+	fail := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("authz: compile %s/%s: "+format, append([]any{p.Namespace, p.Name}, a...)...))
+	}
+	switch spec.GetAction() {
+	case ActionAllow, ActionDeny, ActionAudit:
+		if spec.GetProvider() != nil {
+			fail("provider is only allowed with action CUSTOM")
+		}
+	case ActionCustom:
+		cp.provider = spec.GetProvider().GetName()
+		if cp.provider == "" {
+			fail("action CUSTOM needs provider.name")
+		}
+	default:
+		fail("unknown action %v", spec.GetAction())
+	}
+	c := compiler{policyNS: p.Namespace, deny: cp.denyLike, opts: opts}
+	for i, r := range spec.GetRules() {
+		cr, err := c.rule(r)
+		if err != nil {
+			fail("rules[%d]: %w", i, err)
+			continue
+		}
+		cp.rules = append(cp.rules, cr)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+type compiler struct {
+	policyNS string
+	deny     bool
+	opts     Options
+	errs     []error
+}
+
+func (c *compiler) errorf(format string, a ...any) {
+	c.errs = append(c.errs, fmt.Errorf(format, a...))
+}
+
+func (c *compiler) rule(r *securityv1beta1.Rule) (*rule, error) {
+	c.errs = nil
+	out := &rule{}
+	if r == nil {
+		// A nil rule is the empty rule `{}`: it matches everything.
+		out.from = [][]*field{nil}
+		out.to = [][]*field{nil}
+		return out, nil
+	}
+	for i, f := range r.GetFrom() {
+		out.from = append(out.from, c.source(fmt.Sprintf("from[%d].source", i), f.GetSource()))
+	}
+	if len(out.from) == 0 {
+		out.from = [][]*field{nil}
+	}
+	for i, t := range r.GetTo() {
+		out.to = append(out.to, c.operation(fmt.Sprintf("to[%d].operation", i), t.GetOperation()))
+	}
+	if len(out.to) == 0 {
+		out.to = [][]*field{nil}
+	}
+	for i, cond := range r.GetWhen() {
+		if f := c.condition(fmt.Sprintf("when[%d]", i), cond); f != nil {
+			out.when = append(out.when, f)
+		}
+	}
+	sets := make([][]*field, 0, len(out.from)+len(out.to)+1)
+	sets = append(append(append(sets, out.from...), out.to...), out.when)
+	for _, set := range sets {
+		for _, f := range set {
+			if f.attr.httpOnly() {
+				out.http = true
+			}
+		}
+	}
+	return out, errors.Join(c.errs...)
+}
+
+func (c *compiler) source(path string, s *securityv1beta1.Source) []*field {
+	if s == nil {
+		return nil
+	}
+	var fs []*field
+	add := func(f *field) {
+		if f != nil {
+			fs = append(fs, f)
+		}
+	}
+	if len(s.GetServiceAccounts())+len(s.GetNotServiceAccounts()) > 0 &&
+		len(s.GetPrincipals())+len(s.GetNotPrincipals())+len(s.GetNamespaces())+len(s.GetNotNamespaces()) > 0 {
+		c.errorf("%s: serviceAccounts cannot be set with principals or namespaces", path)
+	}
+	add(c.strings(path+".principals", attrPrincipal, s.GetPrincipals(), s.GetNotPrincipals()))
+	add(c.requestPrincipals(path+".requestPrincipals", s.GetRequestPrincipals(), s.GetNotRequestPrincipals()))
+	add(c.strings(path+".namespaces", attrNamespace, s.GetNamespaces(), s.GetNotNamespaces()))
+	add(c.serviceAccounts(path+".serviceAccounts", s.GetServiceAccounts(), s.GetNotServiceAccounts()))
+	add(c.strings(path+".trustDomains", attrTrustDomain, s.GetTrustDomains(), s.GetNotTrustDomains()))
+	add(c.ips(path+".ipBlocks", attrSourceIP, s.GetIpBlocks(), s.GetNotIpBlocks()))
+	add(c.ips(path+".remoteIpBlocks", attrRemoteIP, s.GetRemoteIpBlocks(), s.GetNotRemoteIpBlocks()))
+	return fs
+}
+
+func (c *compiler) operation(path string, o *securityv1beta1.Operation) []*field {
+	if o == nil {
+		return nil
+	}
+	var fs []*field
+	add := func(f *field) {
+		if f != nil {
+			fs = append(fs, f)
+		}
+	}
+	add(c.strings(path+".hosts", attrHost, o.GetHosts(), o.GetNotHosts()))
+	add(c.ports(path+".ports", o.GetPorts(), o.GetNotPorts()))
+	add(c.strings(path+".methods", attrMethod, o.GetMethods(), o.GetNotMethods()))
+	add(c.strings(path+".paths", attrPath, o.GetPaths(), o.GetNotPaths()))
+	return fs
+}
+
+func (c *compiler) condition(path string, cond *securityv1beta1.Condition) *field {
+	key := cond.GetKey()
+	vals, nots := cond.GetValues(), cond.GetNotValues()
+	name := path + " " + key
+	if len(vals) == 0 && len(nots) == 0 {
+		c.errorf("%s: at least one of values or notValues must be set", name)
+		return nil
+	}
+	switch {
+	case key == "source.ip":
+		return c.ips(name, attrSourceIP, vals, nots)
+	case key == "remote.ip":
+		return c.ips(name, attrRemoteIP, vals, nots)
+	case key == "destination.ip":
+		return c.ips(name, attrDestIP, vals, nots)
+	case key == "destination.port":
+		return c.ports(name, vals, nots)
+	case key == "source.namespace":
+		return c.strings(name, attrNamespace, vals, nots)
+	case key == "source.principal":
+		return c.strings(name, attrPrincipal, vals, nots)
+	case key == "connection.sni":
+		return c.strings(name, attrSNI, vals, nots)
+	case key == "request.auth.principal":
+		return c.requestPrincipals(name, vals, nots)
+	case key == "request.auth.audiences":
+		return c.strings(name, attrAudiences, vals, nots)
+	case key == "request.auth.presenter":
+		return c.strings(name, attrPresenter, vals, nots)
+	case strings.HasPrefix(key, "request.auth.claims["):
+		claim, err := nestedBrackets(strings.TrimPrefix(key, "request.auth.claims"))
+		if err != nil {
+			c.errorf("%s: %w", name, err)
+			return nil
+		}
+		f := c.strings(name, attrClaim, vals, nots)
+		f.claim = claim
+		return f
+	case strings.HasPrefix(key, "request.headers["):
+		h, err := nestedBrackets(strings.TrimPrefix(key, "request.headers"))
+		if err != nil || len(h) != 1 || h[0] == "" {
+			c.errorf("%s: want request.headers[<name>]", name)
+			return nil
+		}
+		f := c.strings(name, attrHeader, vals, nots)
+		f.header = h[0]
+		if !strings.HasPrefix(h[0], ":") {
+			f.header = textproto.CanonicalMIMEHeaderKey(h[0])
+		}
+		return f
+	case strings.HasPrefix(key, "experimental.envoy.filters."):
+		c.errorf("%s: experimental.envoy.filters.* attributes are not supported", name)
+		return nil
+	default:
+		c.errorf("%s: unknown attribute", name)
+		return nil
+	}
+}
+
+// nestedBrackets parses "[a]" or "[a][b]..." into its names.
+func nestedBrackets(s string) ([]string, error) {
+	var out []string
+	for s != "" {
+		if s[0] != '[' {
+			return nil, fmt.Errorf("want [<name>], got %q", s)
+		}
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return nil, fmt.Errorf("unclosed bracket in %q", s)
+		}
+		name := s[1:end]
+		if name == "" || strings.ContainsAny(name, "[") {
+			return nil, fmt.Errorf("bad name %q", name)
+		}
+		out = append(out, name)
+		s = s[end+1:]
+	}
+	if len(out) == 0 {
+		return nil, errors.New("want [<name>]")
+	}
+	return out, nil
+}
+
+func (c *compiler) newField(name string, a attr, vals, nots []string) *field {
+	return &field{name: name, attr: a, deny: c.deny, raw: vals, rawNot: nots}
+}
+
+func (c *compiler) strings(name string, a attr, vals, nots []string) *field {
+	if len(vals) == 0 && len(nots) == 0 {
+		return nil
+	}
+	f := c.newField(name, a, vals, nots)
+	switch a {
+	case attrHost:
+		f.fold = true
+	case attrMethod:
+		f.fold = c.deny
+	case attrPath:
+		f.fold = c.deny && c.opts.IgnorePathCaseForDeny
+	}
+	compile := func(vs []string) []strMatch {
+		out := make([]strMatch, 0, len(vs))
+		for _, v := range vs {
+			m, err := c.strMatch(a, v)
+			if err != nil {
+				c.errorf("%s: %q: %w", name, v, err)
+				continue
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+	f.values, f.notValues = compile(vals), compile(nots)
+	return f
+}
+
+func (c *compiler) strMatch(a attr, v string) (strMatch, error) {
+	switch a {
+	case attrHeader:
+		// Envoy's header matcher: "*" means the header is present.
+		return parseStrMatch(v, true), nil
+	case attrHost:
+		if v == "" {
+			return strMatch{}, errors.New("empty host")
+		}
+		return parseStrMatch(v, true), nil
+	case attrPath:
+		if v == "" {
+			return strMatch{}, errors.New("empty path")
+		}
+		if containsTemplate(v) {
+			return parseTemplate(v)
+		}
+		if strings.ContainsAny(v, "{}") {
+			return strMatch{}, errors.New("{ and } are only allowed in the path templates {*} and {**}")
+		}
+		return parseStrMatch(normalizeEscapes(v), false), nil
+	case attrMethod:
+		if v == "" {
+			return strMatch{}, errors.New("empty method")
+		}
+	}
+	return parseStrMatch(v, false), nil
+}
+
+func (c *compiler) requestPrincipals(name string, vals, nots []string) *field {
+	if len(vals) == 0 && len(nots) == 0 {
+		return nil
+	}
+	f := c.newField(name, attrRequestPrincipal, vals, nots)
+	f.reqP, f.notReqP = compileIssSub(vals), compileIssSub(nots)
+	return f
+}
+
+// compileIssSub splits each "<iss>/<sub>" value at its last '/' and
+// matches issuer and subject separately, as Istio does, so that a wildcard
+// never spans the separator.
+func compileIssSub(vs []string) []issSub {
+	out := make([]issSub, 0, len(vs))
+	for _, v := range vs {
+		idx := strings.LastIndexByte(v, '/')
+		found := idx >= 0
+		iss, sub := v, ""
+		if found {
+			iss, sub = v[:idx], v[idx+1:]
+		}
+		nonEmpty := strMatch{kind: kindNonEmpty}
+		var m issSub
+		switch {
+		case v == "*":
+			m = issSub{nonEmpty, nonEmpty}
+		case strings.HasPrefix(v, "*"):
+			if found {
+				m.iss = nonEmpty
+				if iss != "*" {
+					m.iss = strMatch{kind: kindSuffix, lit: iss[1:]}
+				}
+				m.sub = strMatch{kind: kindExact, lit: sub}
+			} else {
+				m = issSub{nonEmpty, strMatch{kind: kindSuffix, lit: v[1:]}}
+			}
+		case strings.HasSuffix(v, "*"):
+			if found {
+				m.iss = strMatch{kind: kindExact, lit: iss}
+				m.sub = nonEmpty
+				if sub != "*" {
+					m.sub = strMatch{kind: kindPrefix, lit: sub[:len(sub)-1]}
+				}
+			} else {
+				m = issSub{strMatch{kind: kindPrefix, lit: v[:len(v)-1]}, nonEmpty}
+			}
+		default:
+			m = issSub{strMatch{kind: kindExact, lit: iss}, strMatch{kind: kindExact, lit: sub}}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func (c *compiler) serviceAccounts(name string, vals, nots []string) *field {
+	if len(vals) == 0 && len(nots) == 0 {
+		return nil
+	}
+	f := c.newField(name, attrServiceAccount, vals, nots)
+	compile := func(vs []string) []saRef {
+		out := make([]saRef, 0, len(vs))
+		for _, v := range vs {
+			ns, sa, ok := strings.Cut(v, "/")
+			if !ok {
+				ns, sa = c.policyNS, v
+			}
+			if ns == "" || sa == "" || strings.ContainsAny(sa, "/*") || strings.Contains(ns, "*") {
+				c.errorf("%s: %q: want <namespace>/<serviceaccount> or <serviceaccount>, no wildcards", name, v)
+				continue
+			}
+			out = append(out, saRef{ns: ns, sa: sa})
+		}
+		return out
+	}
+	f.sas, f.notSAs = compile(vals), compile(nots)
+	return f
+}
+
+func (c *compiler) ips(name string, a attr, vals, nots []string) *field {
+	if len(vals) == 0 && len(nots) == 0 {
+		return nil
+	}
+	f := c.newField(name, a, vals, nots)
+	compile := func(vs []string) []netip.Prefix {
+		out := make([]netip.Prefix, 0, len(vs))
+		for _, v := range vs {
+			p, err := parseCIDR(v)
+			if err != nil {
+				c.errorf("%s: %q: %w", name, v, err)
+				continue
+			}
+			out = append(out, p)
+		}
+		return out
+	}
+	f.cidrs, f.notCIDRs = compile(vals), compile(nots)
+	return f
+}
+
+func parseCIDR(v string) (netip.Prefix, error) {
+	if strings.Contains(v, "/") {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(p.Addr().Unmap(), bitsUnmapped(p)).Masked(), nil
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// bitsUnmapped converts a prefix length on an IPv4-mapped IPv6 address to
+// its IPv4 length.
+func bitsUnmapped(p netip.Prefix) int {
+	if p.Addr().Is4In6() {
+		b := p.Bits() - 96
+		if b < 0 {
+			b = 0
+		}
+		return b
+	}
+	return p.Bits()
+}
+
+func (c *compiler) ports(name string, vals, nots []string) *field {
+	if len(vals) == 0 && len(nots) == 0 {
+		return nil
+	}
+	f := c.newField(name, attrDestPort, vals, nots)
+	compile := func(vs []string) []uint32 {
+		out := make([]uint32, 0, len(vs))
+		for _, v := range vs {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n > 65535 {
+				c.errorf("%s: %q: not a port number", name, v)
+				continue
+			}
+			out = append(out, uint32(n))
+		}
+		return out
+	}
+	f.ports, f.notPorts = compile(vals), compile(nots)
+	return f
+}
