@@ -65,6 +65,11 @@ type Resource struct {
 	Meta       Meta
 	Source     Source
 	Spec       any
+
+	// lines maps field paths as errors name them ("spec.rules[0].from")
+	// to the 1-based line where they were written; nil for resources
+	// built in code.
+	lines map[string]int
 }
 
 // Key identifies a resource within a snapshot.

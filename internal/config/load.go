@@ -1,0 +1,151 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+)
+
+// IsMeshFile reports whether path names a mesh configuration file
+// (mesh.yaml or mesh.yml, in any directory).
+func IsMeshFile(path string) bool {
+	b := filepath.Base(path)
+	return b == "mesh.yaml" || b == "mesh.yml"
+}
+
+func isYAML(path string) bool {
+	ext := strings.ToLower(filepath.Ext(path))
+	return ext == ".yaml" || ext == ".yml"
+}
+
+// ListFiles expands paths into the YAML files they name: files as given,
+// directories walked recursively for *.yaml and *.yml (skipping hidden
+// entries such as .git). The result is sorted and free of repeats.
+func ListFiles(paths ...string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("config: load: %w", err)
+		}
+		if !info.IsDir() {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if path != p && strings.HasPrefix(d.Name(), ".") {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if !d.IsDir() && isYAML(path) && !seen[path] {
+				seen[path] = true
+				out = append(out, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("config: load: %w", err)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Load reads files and directories (recursively, *.yaml and *.yml) into a
+// Snapshot with Version 1. A file named mesh.yaml or mesh.yml is the
+// MeshConfig; without one, Istio's defaults apply. Every problem in every
+// file is reported; any problem fails the load. The same Kind,
+// namespace and name declared twice is an error naming both places.
+func Load(paths ...string) (*Snapshot, error) {
+	files, err := ListFiles(paths...)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		errs     []error
+		mesh     *meshv1alpha1.MeshConfig
+		meshFile string
+		perFile  = map[string][]*Resource{}
+	)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("config: load: %w", err))
+			continue
+		}
+		if IsMeshFile(f) {
+			if meshFile != "" {
+				errs = append(errs, &FieldError{File: f, Line: 1, Kind: KindMeshConfig, Message: "second mesh config; the first is " + meshFile})
+				continue
+			}
+			meshFile = f
+			m, err := DecodeMesh(f, data)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			mesh = m
+			continue
+		}
+		rs, err := Decode(f, data)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		perFile[f] = rs
+	}
+	rs, dupErrs := assemble(files, perFile, nil)
+	errs = append(errs, dupErrs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if mesh == nil {
+		mesh = DefaultMesh()
+	}
+	return &Snapshot{Version: 1, Mesh: mesh, MeshFile: meshFile, Resources: rs}, nil
+}
+
+// assemble joins per-file resources in file order, reporting duplicates.
+// A resource whose key was already taken is left out; onDup, if not nil,
+// is told about each one.
+func assemble(files []string, perFile map[string][]*Resource, onDup func(dup, first *Resource)) ([]*Resource, []error) {
+	var (
+		out   []*Resource
+		errs  []error
+		byKey = map[Key]*Resource{}
+	)
+	for _, f := range files {
+		for _, r := range perFile[f] {
+			if first, ok := byKey[r.Key()]; ok {
+				errs = append(errs, duplicateError(r, first))
+				if onDup != nil {
+					onDup(r, first)
+				}
+				continue
+			}
+			byKey[r.Key()] = r
+			out = append(out, r)
+		}
+	}
+	SortResources(out)
+	return out, errs
+}
+
+func duplicateError(dup, first *Resource) error {
+	fe := dup.fieldError("metadata.name", "duplicate %s, first declared at %s", dup.Key(), first.Source)
+	return fe
+}

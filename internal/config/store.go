@@ -1,0 +1,256 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+)
+
+// Debounce is how long the store waits after the last file event before
+// it rereads the directory, so that an editor's burst of writes makes one
+// snapshot.
+const Debounce = 150 * time.Millisecond
+
+// Store watches a directory of YAML and keeps the current Snapshot. A file
+// that fails to decode or validate is logged with all its errors and the
+// last good version of that file's resources stays in force; so does the
+// last good mesh config. Every change publishes a new snapshot with a
+// higher version.
+type Store struct {
+	dir string
+	log *slog.Logger
+
+	cur atomic.Pointer[Snapshot]
+
+	mu     sync.Mutex
+	subs   map[int]chan *Snapshot
+	nextID int
+
+	// Owned by the goroutine running Run.
+	good     map[string]fileState // last good content per file
+	mesh     *meshv1alpha1.MeshConfig
+	meshFile string
+	meshData []byte
+}
+
+type fileState struct {
+	data      []byte
+	resources []*Resource
+}
+
+// NewStore returns a store for dir. Current returns an empty snapshot
+// (version 0, default mesh) until Run has read the directory.
+func NewStore(dir string, log *slog.Logger) *Store {
+	s := &Store{dir: dir, log: log, subs: map[int]chan *Snapshot{}, good: map[string]fileState{}}
+	s.cur.Store(&Snapshot{Mesh: DefaultMesh()})
+	return s
+}
+
+// Current returns the latest snapshot. Never nil; never modify it.
+func (s *Store) Current() *Snapshot { return s.cur.Load() }
+
+// Subscribe returns a channel that receives each new snapshot, latest
+// wins: the channel holds at most one, and a slow reader skips straight
+// to the newest. It starts with the current snapshot when one has been
+// loaded. Call the returned function to stop; it closes the channel.
+func (s *Store) Subscribe() (<-chan *Snapshot, func()) {
+	ch := make(chan *Snapshot, 1)
+	s.mu.Lock()
+	id := s.nextID
+	s.nextID++
+	s.subs[id] = ch
+	if cur := s.cur.Load(); cur.Version > 0 {
+		ch <- cur
+	}
+	s.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			s.mu.Lock()
+			delete(s.subs, id)
+			close(ch)
+			s.mu.Unlock()
+		})
+	}
+}
+
+func (s *Store) publish(snap *Snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur.Store(snap)
+	for _, ch := range s.subs {
+		select {
+		case ch <- snap:
+		default:
+			select {
+			case <-ch:
+			default:
+			}
+			ch <- snap
+		}
+	}
+}
+
+// Run reads the directory, publishes the first snapshot, then watches for
+// changes until ctx is done. It returns nil when ctx ends, or an error if
+// the directory cannot be watched.
+func (s *Store) Run(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("config: watch %s: %w", s.dir, err)
+	}
+	defer w.Close()
+	if err := s.watchTree(w); err != nil {
+		return err
+	}
+	s.reload()
+	timer := time.NewTimer(Debounce)
+	if !timer.Stop() {
+		<-timer.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return errors.New("config: watch: event channel closed")
+			}
+			if ev.Has(fsnotify.Create) {
+				if info, err := os.Stat(ev.Name); err == nil && info.IsDir() {
+					if err := s.watchTree(w); err != nil {
+						s.log.Warn("config: watch new directory", "dir", ev.Name, "err", err)
+					}
+				}
+			}
+			timer.Reset(Debounce)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return errors.New("config: watch: error channel closed")
+			}
+			s.log.Warn("config: watch", "err", err)
+			timer.Reset(Debounce)
+		case <-timer.C:
+			s.reload()
+		}
+	}
+}
+
+// watchTree adds dir and every directory below it to w.
+func (s *Store) watchTree(w *fsnotify.Watcher) error {
+	return filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("config: watch %s: %w", path, err)
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		if path != s.dir && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir
+		}
+		if err := w.Add(path); err != nil {
+			return fmt.Errorf("config: watch %s: %w", path, err)
+		}
+		return nil
+	})
+}
+
+// reload rereads every file, keeps the last good version of each file
+// that fails, and publishes a snapshot when anything changed.
+func (s *Store) reload() {
+	files, err := ListFiles(s.dir)
+	if err != nil {
+		s.log.Error("config: list files", "dir", s.dir, "err", err)
+		return
+	}
+	changed := s.cur.Load().Version == 0
+	present := map[string]bool{}
+	var candidates []string
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			s.log.Error("config: read", "file", f, "err", err)
+			continue
+		}
+		if IsMeshFile(f) {
+			if s.loadMesh(f, data) {
+				changed = true
+			}
+			present[f] = true
+			continue
+		}
+		present[f] = true
+		candidates = append(candidates, f)
+		if old, ok := s.good[f]; ok && bytes.Equal(old.data, data) {
+			continue
+		}
+		rs, err := Decode(f, data)
+		if err != nil {
+			s.log.Error("config: invalid file, keeping its last good version", "file", f, "err", err)
+			continue
+		}
+		s.good[f] = fileState{data: data, resources: rs}
+		changed = true
+	}
+	for f := range s.good {
+		if !present[f] {
+			delete(s.good, f)
+			changed = true
+		}
+	}
+	if s.meshFile != "" && !present[s.meshFile] {
+		s.mesh, s.meshFile, s.meshData = nil, "", nil
+		changed = true
+	}
+	if !changed {
+		return
+	}
+	sort.Strings(candidates)
+	perFile := map[string][]*Resource{}
+	for f, st := range s.good {
+		perFile[f] = st.resources
+	}
+	rs, dups := assemble(candidates, perFile, nil)
+	for _, e := range dups {
+		s.log.Error("config: duplicate resource ignored", "err", e)
+	}
+	mesh := s.mesh
+	if mesh == nil {
+		mesh = DefaultMesh()
+	}
+	snap := &Snapshot{Version: s.cur.Load().Version + 1, Mesh: mesh, MeshFile: s.meshFile, Resources: rs}
+	s.publish(snap)
+	s.log.Info("config: snapshot", "version", snap.Version, "resources", len(rs))
+}
+
+// loadMesh decodes a mesh file; it reports whether the mesh changed.
+func (s *Store) loadMesh(f string, data []byte) bool {
+	if s.meshFile == f && bytes.Equal(s.meshData, data) {
+		return false
+	}
+	if s.meshFile != "" && s.meshFile != f {
+		s.log.Error("config: second mesh config ignored", "file", f, "first", s.meshFile)
+		return false
+	}
+	m, err := DecodeMesh(f, data)
+	if err != nil {
+		s.log.Error("config: invalid mesh config, keeping the last good one", "file", f, "err", err)
+		return false
+	}
+	s.mesh, s.meshFile, s.meshData = m, f, data
+	return true
+}
