@@ -1,0 +1,206 @@
+package jwt
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// Result is the identity of a request with a valid token.
+type Result struct {
+	Principal string   // iss/sub, Istio's request principal
+	Issuer    string   // iss
+	Subject   string   // sub
+	Audiences []string // aud
+	Presenter string   // azp
+	Claims    map[string]any
+	Policy    string // namespace/name of the RequestAuthentication whose rule matched
+}
+
+// Authenticate validates the request's tokens. No token at all: (nil, nil),
+// the request goes on unauthenticated and authorization decides. An invalid
+// token: an *Error (401, or 403 for a disallowed audience), and r is not
+// changed. Valid tokens: the first token's Result, and r changed as the
+// rules say (token removed unless forwardOriginalToken, payload and claims
+// copied to headers). Headers the rules write are removed from every
+// request first, so the app can trust them. The request's context bounds
+// any key fetch.
+func (a *Authenticator) Authenticate(r *http.Request) (*Result, error) {
+	toks, e := a.extract(r)
+	if e != nil {
+		return nil, e
+	}
+	for _, h := range a.outputs {
+		r.Header.Del(h)
+	}
+	if len(toks) == 0 {
+		return nil, nil
+	}
+	type good struct {
+		t *token
+		r *rule
+	}
+	goods := make([]good, 0, len(toks))
+	var drop []*location
+	for i, f := range toks {
+		dup := false
+		for _, prev := range toks[:i] {
+			if prev.raw == f.raw {
+				dup = true
+			}
+		}
+		t, rl, e := a.verify(r.Context(), f)
+		if e != nil {
+			return nil, e
+		}
+		if !dup {
+			goods = append(goods, good{t, rl})
+		}
+		if !rl.forward {
+			drop = append(drop, f.loc)
+		}
+	}
+	for _, l := range drop { // only once every token is known good
+		remove(r, l)
+	}
+	for _, g := range goods {
+		setOutputs(r, g.t, g.r)
+	}
+	t, rl := goods[0].t, goods[0].r
+	return &Result{
+		Principal: t.iss + "/" + t.sub, Issuer: t.iss, Subject: t.sub,
+		Audiences: t.aud, Presenter: t.azp, Claims: t.claims, Policy: rl.policy,
+	}, nil
+}
+
+// verify checks one token in Envoy's order: form, issuer, time, audience,
+// key and signature. Rules that share the token's location and issuer are
+// tried in order; the first that accepts wins.
+func (a *Authenticator) verify(ctx context.Context, f found) (*token, *rule, *Error) {
+	t, e := parseToken(f.raw)
+	if e != nil {
+		e.Reason = f.loc.String() + ": " + e.Reason
+		return nil, nil, e
+	}
+	var first *Error
+	for _, ri := range f.loc.rules {
+		rl := a.rules[ri]
+		if rl.issuer != t.iss {
+			continue
+		}
+		e := a.check(ctx, t, rl)
+		if e == nil {
+			return t, rl, nil
+		}
+		if first == nil {
+			first = e
+		}
+	}
+	if first == nil {
+		return nil, nil, unauthorized(MsgUnknownIssuer, fmt.Sprintf("%s: no rule for issuer %.128q", f.loc, t.iss))
+	}
+	return nil, nil, first
+}
+
+func (a *Authenticator) check(ctx context.Context, t *token, rl *rule) *Error {
+	fail := func(status int, msg, format string, args ...any) *Error {
+		return &Error{Status: status, Message: msg, Reason: fmt.Sprintf(format, args...), Policy: rl.policy}
+	}
+	now := a.now()
+	if t.exp != 0 && now.After(time.Unix(t.exp, 0).Add(clockSkew)) {
+		return fail(http.StatusUnauthorized, MsgExpired, "exp %s is before %s less %s of skew", time.Unix(t.exp, 0).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), clockSkew)
+	}
+	if t.nbf != 0 && now.Add(clockSkew).Before(time.Unix(t.nbf, 0)) {
+		return fail(http.StatusUnauthorized, MsgNotYetValid, "nbf %s is after %s plus %s of skew", time.Unix(t.nbf, 0).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), clockSkew)
+	}
+	if len(rl.audiences) > 0 {
+		ok := false
+		for _, aud := range t.aud {
+			if rl.audiences[sanitizeAudience(aud)] {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return fail(http.StatusForbidden, MsgAudienceNotAllowed, "token audiences %.256q, rule allows %d others", t.aud, len(rl.audiences))
+		}
+	}
+	if ctx.Err() == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rl.timeout)
+		defer cancel()
+	}
+	kl, err := rl.keys.keys(ctx)
+	if err != nil || kl == nil {
+		return fail(http.StatusUnauthorized, MsgJwksFetchFail, "no keys for issuer %q: %v", rl.issuer, err)
+	}
+	switch verifyWith(kl, t) {
+	case verified:
+		return nil
+	case badSignature:
+		return fail(http.StatusUnauthorized, MsgVerificationFails, "signature does not verify with the keys matching kid %.64q alg %s", t.kid, t.alg)
+	}
+	if kl2 := rl.keys.refetch(ctx, kl); kl2 != nil {
+		switch verifyWith(kl2, t) {
+		case verified:
+			return nil
+		case badSignature:
+			return fail(http.StatusUnauthorized, MsgVerificationFails, "signature does not verify with the refreshed keys matching kid %.64q alg %s", t.kid, t.alg)
+		}
+		kl = kl2
+	}
+	return fail(http.StatusUnauthorized, MsgKidAlgMismatch, "no key with kid %.64q for alg %s among kids %q", t.kid, t.alg, kl.kids)
+}
+
+// setOutputs writes outputPayloadToHeader and outputClaimToHeaders.
+func setOutputs(r *http.Request, t *token, rl *rule) {
+	if rl.payloadHeader != "" {
+		r.Header.Set(rl.payloadHeader, t.payloadB64)
+	}
+	for _, ch := range rl.claimHeaders {
+		v, ok := claimString(t.claims, ch.claim)
+		if ok && httpguts.ValidHeaderFieldValue(v) {
+			r.Header.Set(ch.header, v)
+		}
+	}
+}
+
+// claimString renders a claim as Envoy does for claim_to_headers: strings
+// as they are, numbers and booleans as text, objects and lists as base64
+// of their JSON.
+func claimString(claims map[string]any, path []string) (string, bool) {
+	var v any = claims
+	for _, p := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return "", false
+		}
+		if v, ok = m[p]; !ok {
+			return "", false
+		}
+	}
+	switch x := v.(type) {
+	case string:
+		return x, x != ""
+	case bool:
+		return strconv.FormatBool(x), true
+	case float64:
+		if x == float64(int64(x)) {
+			return strconv.FormatInt(int64(x), 10), true
+		}
+		return strconv.FormatFloat(x, 'f', -1, 64), true
+	case map[string]any, []any:
+		b, err := json.Marshal(x)
+		if err != nil {
+			return "", false
+		}
+		return base64.StdEncoding.EncodeToString(b), true
+	}
+	return "", false
+}
