@@ -128,14 +128,14 @@ func T(opts ...reqOpt) Request {
 	return r
 }
 
-func peer(p string) reqOpt   { return func(r *Request) { r.Principal = p } }
-func plain() reqOpt          { return func(r *Request) { r.Principal, r.SNI = "", "" } }
-func host(h string) reqOpt   { return func(r *Request) { r.Host = h } }
-func port(p uint32) reqOpt   { return func(r *Request) { r.DestinationPort = p } }
-func sni(s string) reqOpt    { return func(r *Request) { r.SNI = s } }
-func src(ip string) reqOpt   { return func(r *Request) { r.SourceIP = netip.MustParseAddr(ip) } }
+func peer(p string) reqOpt    { return func(r *Request) { r.Principal = p } }
+func plain() reqOpt           { return func(r *Request) { r.Principal, r.SNI = "", "" } }
+func host(h string) reqOpt    { return func(r *Request) { r.Host = h } }
+func port(p uint32) reqOpt    { return func(r *Request) { r.DestinationPort = p } }
+func sni(s string) reqOpt     { return func(r *Request) { r.SNI = s } }
+func src(ip string) reqOpt    { return func(r *Request) { r.SourceIP = netip.MustParseAddr(ip) } }
 func remote(ip string) reqOpt { return func(r *Request) { r.RemoteIP = netip.MustParseAddr(ip) } }
-func dst(ip string) reqOpt   { return func(r *Request) { r.DestinationIP = netip.MustParseAddr(ip) } }
+func dst(ip string) reqOpt    { return func(r *Request) { r.DestinationIP = netip.MustParseAddr(ip) } }
 func hdr(k string, vs ...string) reqOpt {
 	return func(r *Request) {
 		for _, v := range vs {
