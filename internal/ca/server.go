@@ -1,0 +1,183 @@
+package ca
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	securityv1alpha1 "istio.io/api/security/v1alpha1"
+)
+
+// Server serves Istio's IstioCertificateService.CreateCertificate: a caller
+// sends a PEM CSR and a validity in seconds, proves its identity through the
+// Authenticator, and gets back the chain (leaf, intermediates, root) as
+// separate PEM strings, like istiod answers.
+type Server struct {
+	securityv1alpha1.UnimplementedIstioCertificateServiceServer
+	signer Signer
+	auth   Authenticator
+	log    *slog.Logger
+}
+
+// NewServer returns a CA server. logger may be nil.
+func NewServer(signer Signer, auth Authenticator, logger *slog.Logger) (*Server, error) {
+	if signer == nil || auth == nil {
+		return nil, errors.New("ca: new server: a signer and an authenticator are required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{signer: signer, auth: auth, log: logger}, nil
+}
+
+// Register adds the service to a gRPC server.
+func (s *Server) Register(g grpc.ServiceRegistrar) {
+	securityv1alpha1.RegisterIstioCertificateServiceServer(g, s)
+}
+
+// CreateCertificate implements IstioCertificateServiceServer. The CSR is
+// checked before the caller is authenticated, so a malformed request does
+// not spend a one-time join token.
+func (s *Server) CreateCertificate(ctx context.Context, req *securityv1alpha1.IstioCertificateRequest) (*securityv1alpha1.IstioCertificateResponse, error) {
+	csr, err := ParseCSR([]byte(req.GetCsr()))
+	if err != nil {
+		s.log.Warn("ca: refused certificate request", "reason", err)
+		return nil, status.Error(codes.InvalidArgument, "invalid CSR")
+	}
+	if req.GetValidityDuration() < 0 {
+		return nil, status.Error(codes.InvalidArgument, "negative validity_duration")
+	}
+	id, err := s.auth.Authenticate(ctx)
+	if err != nil {
+		s.log.Warn("ca: refused certificate request: authentication failed", "reason", err)
+		return nil, status.Error(codes.Unauthenticated, publicAuthReason(err))
+	}
+	ttl := time.Duration(req.GetValidityDuration()) * time.Second
+	chain, err := s.signer.Sign(ctx, Request{CSR: csr, ID: id, TTL: ttl})
+	switch {
+	case errors.Is(err, ErrTTL), errors.Is(err, ErrBadCSR):
+		s.log.Warn("ca: refused certificate request", "identity", id.String(), "reason", err)
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	case err != nil:
+		s.log.Error("ca: sign", "identity", id.String(), "err", err)
+		return nil, status.Error(codes.Internal, "signing failed")
+	}
+	if asked := csrURIs(csr); len(asked) > 0 && (len(asked) != 1 || asked[0] != id.String()) {
+		s.log.Warn("ca: CSR asked for another identity; issued the authenticated one", "asked", asked, "issued", id.String())
+	}
+	s.log.Info("ca: issued certificate", "identity", id.String(), "serial", chain[0].SerialNumber.Text(16), "notAfter", chain[0].NotAfter)
+	out := make([]string, len(chain))
+	for i, c := range chain {
+		out[i] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+	}
+	return &securityv1alpha1.IstioCertificateResponse{CertChain: out}, nil
+}
+
+func csrURIs(csr *x509.CertificateRequest) []string {
+	var out []string
+	for _, u := range csr.URIs {
+		out = append(out, u.String())
+	}
+	return out
+}
+
+// publicAuthReason is what a refused caller is told: the join-token reasons
+// verbatim (they help an operator and reveal nothing), otherwise a short
+// generic answer; the log has the detail.
+func publicAuthReason(err error) string {
+	for _, e := range []error{ErrTokenUnknown, ErrTokenUsed, ErrTokenExpired} {
+		if errors.Is(err, e) {
+			return e.Error()
+		}
+	}
+	if errors.Is(err, ErrNoCredentials) {
+		return "no credentials: send a join token or a mesh client certificate"
+	}
+	return "authentication failed"
+}
+
+// ServingCertificate keeps the CA server's own TLS certificate, issued by the
+// signer for the control plane's identity and renewed at half its lifetime.
+// Proxies dialing the CA check that identity against the mesh roots.
+type ServingCertificate struct {
+	signer Signer
+	id     spiffeid.ID
+	ttl    time.Duration
+	clock  func() time.Time
+
+	mu      sync.Mutex
+	cur     *tls.Certificate
+	renewAt time.Time
+}
+
+// NewServingCertificate returns a serving certificate source for id (usually
+// identity.ControlPlaneID); ttl 0 means the signer's default; a nil clock
+// means time.Now.
+func NewServingCertificate(signer Signer, id spiffeid.ID, ttl time.Duration, clock func() time.Time) *ServingCertificate {
+	if clock == nil {
+		clock = time.Now
+	}
+	return &ServingCertificate{signer: signer, id: id, ttl: ttl, clock: clock}
+}
+
+// GetCertificate implements tls.Config.GetCertificate.
+func (c *ServingCertificate) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock()
+	if c.cur != nil && now.Before(c.renewAt) {
+		return c.cur, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("ca: serving certificate: %w", err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{c.id.URL()}}, key)
+	if err != nil {
+		return nil, fmt.Errorf("ca: serving certificate: %w", err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("ca: serving certificate: %w", err)
+	}
+	chain, err := c.signer.Sign(context.Background(), Request{CSR: csr, ID: c.id, TTL: c.ttl})
+	if err != nil {
+		if c.cur != nil && now.Before(c.cur.Leaf.NotAfter) {
+			return c.cur, nil // keep serving the current one
+		}
+		return nil, fmt.Errorf("ca: serving certificate: %w", err)
+	}
+	cert := &tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+	for _, x := range chain[:len(chain)-1] { // the root is not sent
+		cert.Certificate = append(cert.Certificate, x.Raw)
+	}
+	c.cur = cert
+	c.renewAt = chain[0].NotBefore.Add(chain[0].NotAfter.Sub(chain[0].NotBefore) / 2)
+	return cert, nil
+}
+
+// ServerTLSConfig is the CA server's TLS configuration: its serving
+// certificate, and a client certificate requested (not required) so a
+// workload renewing can prove itself with it; CertificateAuthenticator
+// verifies it against the live bundle.
+func ServerTLSConfig(cert *ServingCertificate) *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: cert.GetCertificate,
+		ClientAuth:     tls.RequestClientCert,
+	}
+}
