@@ -209,8 +209,16 @@ func (c *Client) onError(err error) *Result {
 		c.log.Warn("ext_authz check failed, allowing (failOpen)", "error", err)
 		return &Result{Allowed: true, Reason: ReasonFailOpen, Err: err}
 	}
-	c.log.Warn("ext_authz check failed, denying", "error", err, "status", c.cfg.statusOnError)
-	return &Result{Status: c.cfg.statusOnError, Reason: ReasonFailClosed, Err: err}
+	res := &Result{Status: c.cfg.statusOnError, Reason: ReasonFailClosed, Err: err}
+	var ae *authorizerError
+	if errors.As(err, &ae) {
+		if ae.status > 0 {
+			res.Status = ae.status
+		}
+		res.Body, res.Headers = ae.body, ae.headers
+	}
+	c.log.Warn("ext_authz check failed, denying", "error", err, "status", res.Status)
+	return res
 }
 
 // Close releases the pooled connections.

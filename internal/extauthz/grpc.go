@@ -3,13 +3,14 @@ package extauthz
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -27,7 +28,14 @@ func newGRPCTransport(cfg *config, tlsCfg *tls.Config) (*grpcTransport, error) {
 	if tlsCfg != nil {
 		creds = credentials.NewTLS(tlsCfg)
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		// Come back quickly once an authorizer that was down is up again.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	}
 	if tlsCfg == nil {
 		// With TLS the authority must match the server's name; in plaintext
 		// send the one Istio's Envoy sends.
@@ -50,9 +58,19 @@ func (g *grpcTransport) check(ctx context.Context, req *authv3.CheckRequest) (*R
 
 func (g *grpcTransport) close() error { return g.conn.Close() }
 
-// errAuthorizer is the error behind an answer the authorizer marked as its
-// own failure (CheckResponse.error_response).
-var errAuthorizer = errors.New("authorizer reported an error")
+// authorizerError is an answer the authorizer marked as its own failure
+// (CheckResponse.error_response). It follows failOpen; when the request is
+// denied, the reply's status (if set), body and headers go downstream.
+type authorizerError struct {
+	grpcCode int32
+	status   int
+	body     []byte
+	headers  http.Header
+}
+
+func (e *authorizerError) Error() string {
+	return fmt.Sprintf("authorizer reported an error (grpc status %d)", e.grpcCode)
+}
 
 // fromCheckResponse maps a CheckResponse as Envoy's GrpcClientImpl does: OK
 // status allows, an error_response is a failure, anything else denies (403
@@ -71,7 +89,12 @@ func fromCheckResponse(resp *authv3.CheckResponse) (*Result, error) {
 		return res, nil
 	}
 	if e := resp.GetErrorResponse(); e != nil {
-		return nil, fmt.Errorf("%w: grpc status %d", errAuthorizer, resp.GetStatus().GetCode())
+		return nil, &authorizerError{
+			grpcCode: resp.GetStatus().GetCode(),
+			status:   int(e.GetStatus().GetCode()),
+			body:     []byte(e.GetBody()),
+			headers:  localReplyHeaders(e.GetHeaders()),
+		}
 	}
 	res := &Result{Status: http.StatusForbidden, Reason: ReasonDenied}
 	if d := resp.GetDeniedResponse(); d != nil {
