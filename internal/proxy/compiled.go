@@ -10,13 +10,15 @@ import (
 	"strings"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 	securityv1beta1 "istio.io/api/security/v1beta1"
 
 	"palisade.dev/palisade/internal/authn"
+	"palisade.dev/palisade/internal/authz"
+	"palisade.dev/palisade/internal/identity"
+	"palisade.dev/palisade/internal/jwt"
 	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/xds"
 )
@@ -26,12 +28,14 @@ type Compiled struct {
 	Version     uint64
 	Mesh        *meshv1alpha1.MeshConfig
 	TrustDomain spiffeid.TrustDomain
-	Bundle      *x509bundle.Bundle
+	Bundle      *identity.Bundle
 	Peer        *authn.Resolver
 	Services    []*Upstream
 	hosts       map[string]*Upstream // "host:port" → upstream
 	drs         []destinationRule
 	Policies    Policies
+	Authz       *authz.Engine       // nil when no AuthorizationPolicy applies
+	JWT         *jwt.Authenticator // nil when no RequestAuthentication applies
 }
 
 // Policies are the raw policies that apply to this workload, kept for
@@ -89,8 +93,17 @@ type Self struct {
 	ServiceAccount string
 }
 
+// Compiler turns pushed resources into a Compiled config for one
+// workload. Keys is shared across compiles so fetched JWKS survive
+// config changes.
+type Compiler struct {
+	Self Self
+	Keys *jwt.KeyStore
+}
+
 // Compile builds a Compiled config from pushed resources.
-func Compile(self Self, res Resources) (*Compiled, error) {
+func (cc *Compiler) Compile(res Resources) (*Compiled, error) {
+	self := cc.Self
 	c := &Compiled{Mesh: config.DefaultMesh(), hosts: map[string]*Upstream{}}
 	if m, ok := res[xds.TypeMeshConfig][xds.MeshName].(*meshv1alpha1.MeshConfig); ok {
 		c.Mesh = m
@@ -109,7 +122,10 @@ func Compile(self Self, res Resources) (*Compiled, error) {
 		if err != nil {
 			return nil, fmt.Errorf("proxy: trust bundle: %w", err)
 		}
-		c.Bundle = x509bundle.FromX509Authorities(td, roots)
+		c.Bundle, err = identity.NewBundle(td, roots...)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: trust bundle: %w", err)
+		}
 	}
 	var errs []error
 	for _, name := range res.Names(xds.TypeServiceEntry) {
@@ -149,7 +165,32 @@ func Compile(self Self, res Resources) (*Compiled, error) {
 		ns, n, _ := strings.Cut(name, "/")
 		c.Policies.Authz = append(c.Policies.Authz, NamedAuthz{ns, n, res[xds.TypeAuthorizationPolicy][name].(*securityv1beta1.AuthorizationPolicy)})
 	}
-	c.Peer = authn.Resolve(c.Policies.Peer, self.Ref, c.Mesh.GetRootNamespace())
+	root := c.Mesh.GetRootNamespace()
+	c.Peer = authn.Resolve(c.Policies.Peer, self.Ref, root)
+	if len(c.Policies.Authz) > 0 {
+		ps := make([]authz.Policy, len(c.Policies.Authz))
+		for i, p := range c.Policies.Authz {
+			ps[i] = authz.Policy{Namespace: p.Namespace, Name: p.Name, Spec: p.Spec}
+		}
+		e, err := authz.Compile(ps, self.Ref, authz.Options{RootNamespace: root})
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			c.Authz = e
+		}
+	}
+	if len(c.Policies.Request) > 0 {
+		ps := make([]jwt.Policy, len(c.Policies.Request))
+		for i, p := range c.Policies.Request {
+			ps[i] = jwt.Policy{Namespace: p.Namespace, Name: p.Name, Spec: p.Spec}
+		}
+		a, err := jwt.Compile(ps, self.Ref, root, cc.Keys)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			c.JWT = a
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -24,6 +24,7 @@ type Store struct {
 	current atomic.Pointer[Compiled]
 	version atomic.Uint64
 	ready   chan struct{}
+	seen    map[string]bool // types received at least once
 	once    sync.Once
 	notify  []func(*Compiled)
 }
@@ -33,13 +34,14 @@ type Resources map[string]map[string]proto.Message
 
 // NewStore returns a store that compiles with compile.
 func NewStore(log *slog.Logger, compile func(Resources) (*Compiled, error)) *Store {
-	return &Store{log: log, compile: compile, raw: Resources{}, ready: make(chan struct{})}
+	return &Store{log: log, compile: compile, raw: Resources{}, ready: make(chan struct{}), seen: map[string]bool{}}
 }
 
 // Current returns the config in force, or nil before the first push.
 func (s *Store) Current() *Compiled { return s.current.Load() }
 
-// Ready is closed once a config including the trust bundle is in force.
+// Ready is closed once every resource type has arrived at least once
+// and the config in force has a trust bundle.
 func (s *Store) Ready() <-chan struct{} { return s.ready }
 
 // OnChange registers f to be called with each new config.
@@ -79,7 +81,8 @@ func (s *Store) Apply(typeURL string, upserts []*xds.Resource, removed []string)
 	c.Version = s.version.Add(1)
 	s.raw = next
 	s.current.Store(c)
-	if c.Bundle != nil {
+	s.seen[typeURL] = true
+	if c.Bundle != nil && len(s.seen) >= len(xds.AllTypes) {
 		s.once.Do(func() { close(s.ready) })
 	}
 	for _, f := range s.notify {

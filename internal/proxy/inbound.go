@@ -1,0 +1,297 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"palisade.dev/palisade/internal/authn"
+)
+
+// peekedConn is a connection whose first bytes were read for sniffing.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// connInfo is what an inbound request knows of its connection.
+type connInfo struct {
+	mtls   bool
+	peerID spiffeid.ID
+	peer   *tls.ConnectionState
+	remote net.Addr
+}
+
+type connInfoKey struct{}
+
+func (p *Proxy) serveInbound(ctx context.Context, ln net.Listener, in InboundPort) error {
+	httpLn := newChanListener(ln.Addr())
+	if in.Protocol != ProtoTCP {
+		srv := p.inboundServer(in)
+		p.track(srv)
+		go srv.Serve(httpLn) //nolint:errcheck // ends with Close
+	}
+	defer httpLn.Close()
+	return acceptLoop(ctx, ln, func(c net.Conn) { p.acceptInbound(c, in, httpLn) })
+}
+
+func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) {
+	cfg := p.store.Current()
+	if cfg == nil {
+		reset(c)
+		return
+	}
+	decision := cfg.Peer.Mode(in.Port)
+	deadline := time.Now().Add(p.opts.HandshakeTimeout)
+	_ = c.SetDeadline(deadline)
+	br := bufio.NewReader(c)
+	first, err := br.Peek(1)
+	if err != nil {
+		c.Close()
+		return
+	}
+	pc := &peekedConn{Conn: c, r: br}
+	isTLS := first[0] == 0x16
+	var conn net.Conn = pc
+	var ci connInfo
+	ci.remote = c.RemoteAddr()
+	switch {
+	case decision.Mode == authn.Disable:
+		// The sidecar does not terminate TLS; whatever arrives goes to
+		// the app as it is.
+		if isTLS {
+			_ = c.SetDeadline(time.Time{})
+			p.forwardTCP(pc, in, ci)
+			return
+		}
+	case !isTLS && decision.Mode == authn.Strict:
+		p.log.Info("plaintext connection refused by STRICT mTLS", "port", in.Port, "remote", c.RemoteAddr(), "policy", decision.Source)
+		p.observe(&Record{Start: time.Now(), Protocol: "tcp", Direction: "inbound", ResponseFlags: "UF,URX", DownstreamRemote: c.RemoteAddr().String(), Decision: "STRICT", Policy: decision.Source})
+		reset(c)
+		return
+	case isTLS:
+		alpn := []string{"h2", "http/1.1"}
+		if in.Protocol == ProtoTCP {
+			alpn = nil
+		}
+		tc := tls.Server(pc, p.serverTLS(alpn))
+		if err := tc.Handshake(); err != nil {
+			p.log.Info("inbound TLS handshake failed", "port", in.Port, "remote", c.RemoteAddr(), "err", err)
+			c.Close()
+			return
+		}
+		st := tc.ConnectionState()
+		id, err := p.verifyPeer(rawCerts(st))
+		if err != nil {
+			c.Close()
+			return
+		}
+		ci = connInfo{mtls: true, peerID: id, peer: &st, remote: c.RemoteAddr()}
+		conn = tc
+	}
+	proto := in.Protocol
+	if proto == ProtoUnknown {
+		proto = p.sniff(conn)
+		if tc, ok := conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+			proto = ProtoHTTP2
+		}
+	}
+	_ = c.SetDeadline(time.Time{})
+	if proto == ProtoTCP {
+		p.forwardTCP(conn, in, ci)
+		return
+	}
+	httpLn.deliver(&infoConn{Conn: conn, info: ci})
+}
+
+// sniff peeks at a plaintext or decrypted stream: an HTTP/1 request line
+// or the HTTP/2 preface means HTTP, anything else is opaque TCP.
+func (p *Proxy) sniff(c net.Conn) Protocol {
+	var br *bufio.Reader
+	switch v := c.(type) {
+	case *peekedConn:
+		br = v.r
+	default:
+		return ProtoHTTP // decrypted TLS without ALPN h2: sidecars speak HTTP/1.1
+	}
+	b, _ := br.Peek(8)
+	s := string(b)
+	if strings.HasPrefix(s, "PRI * HT") {
+		return ProtoHTTP2
+	}
+	for _, m := range []string{"GET ", "POST", "PUT ", "HEAD", "DELE", "PATC", "OPTI", "CONN", "TRAC"} {
+		if strings.HasPrefix(s, m) {
+			return ProtoHTTP
+		}
+	}
+	return ProtoTCP
+}
+
+func rawCerts(st tls.ConnectionState) [][]byte {
+	out := make([][]byte, len(st.PeerCertificates))
+	for i, c := range st.PeerCertificates {
+		out[i] = c.Raw
+	}
+	return out
+}
+
+// reset closes c with a TCP RST, as Envoy does for a refused connection.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+func (p *Proxy) inboundServer(in InboundPort) *http.Server {
+	tr := appTransport(in)
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = in.App
+			pr.Out.Host = pr.In.Host
+		},
+		Transport:     tr,
+		FlushInterval: -1,
+		ErrorHandler:  upstreamError,
+	}
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	protos.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           p.inboundHandler(in, rp),
+		Protocols:         protos,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          nil,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if ic, ok := c.(*infoConn); ok {
+				return context.WithValue(ctx, connInfoKey{}, ic.info)
+			}
+			return ctx
+		},
+	}
+}
+
+func appTransport(in InboundPort) http.RoundTripper {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		DialContext:         d.DialContext,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	if in.Protocol == ProtoHTTP2 {
+		protos := new(http.Protocols)
+		protos.SetUnencryptedHTTP2(true)
+		tr.Protocols = protos
+	}
+	return tr
+}
+
+func upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	io.WriteString(w, "upstream connect error or disconnect/reset before headers. reset reason: connection failure") //nolint:errcheck
+}
+
+// infoConn carries what the sidecar learned of a connection to the HTTP
+// server. It wraps a *tls.Conn only for plaintext; TLS connections are
+// handed over as they are, so net/http can negotiate HTTP/2.
+type infoConn struct {
+	net.Conn
+	info connInfo
+}
+
+// forwardTCP checks a TCP connection against policy and splices it to
+// the app.
+func (p *Proxy) forwardTCP(c net.Conn, in InboundPort, ci connInfo) {
+	defer c.Close()
+	start := time.Now()
+	rec := &Record{Start: start, Protocol: "tcp", Direction: "inbound", MTLS: ci.mtls, DownstreamRemote: ci.remote.String(), UpstreamHost: in.App}
+	p.fillInbound(rec, ci)
+	if !p.authorizeTCP(c, in, ci, rec) {
+		rec.Duration = time.Since(start)
+		p.observe(rec)
+		return
+	}
+	up, err := net.DialTimeout("tcp", in.App, 5*time.Second)
+	if err != nil {
+		rec.ResponseFlags = "UF"
+		rec.Duration = time.Since(start)
+		p.observe(rec)
+		return
+	}
+	defer up.Close()
+	open := *rec
+	open.TCPOpen = true
+	p.observe(&open)
+	rec.BytesReceived, rec.BytesSent = splice(c, up)
+	rec.Duration = time.Since(start)
+	p.observe(rec)
+}
+
+func (p *Proxy) fillInbound(rec *Record, ci connInfo) {
+	ref := p.opts.Self.Ref
+	rec.DestinationNamespace, rec.DestinationWorkload = ref.Namespace, ref.Name
+	if len(ref.Services) > 0 {
+		rec.DestinationService = ref.Services[0] + "." + ref.Namespace + ".svc.cluster.local"
+	}
+	if c := p.store.Current(); c != nil && p.opts.Self.ServiceAccount != "" {
+		if id, err := spiffeid.FromSegments(c.TrustDomain, "ns", ref.Namespace, "sa", p.opts.Self.ServiceAccount); err == nil {
+			rec.DestinationPrincipal = id.String()
+		}
+	}
+	if ci.mtls {
+		rec.SourcePrincipal = ci.peerID.String()
+		if ns, _, ok := nsSA(ci.peerID); ok {
+			rec.SourceNamespace = ns
+		}
+	}
+}
+
+func nsSA(id spiffeid.ID) (ns, sa string, ok bool) {
+	parts := strings.Split(strings.TrimPrefix(id.Path(), "/"), "/")
+	if len(parts) == 4 && parts[0] == "ns" && parts[2] == "sa" {
+		return parts[1], parts[3], true
+	}
+	return "", "", false
+}
+
+// splice copies both ways until both sides are done, half-closing as
+// each direction ends, and returns bytes received from and sent to c.
+func splice(c, up net.Conn) (received, sent int64) {
+	done := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(up, c)
+		closeWrite(up)
+		done <- n
+	}()
+	sent, _ = io.Copy(c, up)
+	closeWrite(c)
+	received = <-done
+	return received, sent
+}
+
+func closeWrite(c net.Conn) {
+	type cw interface{ CloseWrite() error }
+	if x, ok := c.(cw); ok {
+		_ = x.CloseWrite()
+		return
+	}
+	if pc, ok := c.(*peekedConn); ok {
+		closeWrite(pc.Conn)
+		return
+	}
+	c.Close()
+}

@@ -1,0 +1,137 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+		networkingv1alpha3 "istio.io/api/networking/v1alpha3"
+
+	"palisade.dev/palisade/internal/identity"
+)
+
+// Certs is the workload's own certificate, rotated in place by its
+// owner (see internal/svid): every handshake asks for the current one.
+type Certs interface {
+	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+}
+
+// errNoBundle is returned while no trust bundle has been pushed yet.
+var errNoBundle = errors.New("proxy: no trust bundle yet")
+
+// verifyPeer checks a peer's chain against the current trust bundle and
+// returns its SPIFFE ID.
+func (p *Proxy) verifyPeer(raw [][]byte) (spiffeid.ID, error) {
+	c := p.store.Current()
+	if c == nil || c.Bundle == nil {
+		return spiffeid.ID{}, errNoBundle
+	}
+	return identity.VerifyRawChain(c.Bundle, raw, time.Now())
+}
+
+// serverTLS is the inbound mTLS config: our current certificate, a
+// client certificate required and verified against the trust bundle.
+func (p *Proxy) serverTLS(alpn []string) *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: p.certs.GetCertificate,
+		ClientAuth:     tls.RequireAnyClientCert,
+		NextProtos:     alpn,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			_, err := p.verifyPeer(raw)
+			return err
+		},
+	}
+}
+
+// istioClientTLS is the outbound ISTIO_MUTUAL config: our certificate,
+// the server verified against the trust bundle, and secure naming: its
+// SPIFFE ID must be one the service may run as.
+func (p *Proxy) istioClientTLS(u *Upstream, alpn []string) *tls.Config {
+	allowed := u.Identities
+	return &tls.Config{
+		MinVersion:           tls.VersionTLS12,
+		GetClientCertificate: p.certs.GetClientCertificate,
+		// The chain is verified below against the SPIFFE bundle, which
+		// crypto/tls's host-name verification cannot do.
+		InsecureSkipVerify: true,
+		ServerName:         istioSNI(u),
+		NextProtos:         alpn,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			id, err := p.verifyPeer(raw)
+			if err != nil {
+				return err
+			}
+			if len(allowed) > 0 && !slices.Contains(allowed, id) {
+				return fmt.Errorf("proxy: secure naming: server %s is not an identity of %s", id, u.Service)
+			}
+			if len(allowed) == 0 && id.TrustDomain() != p.store.Current().TrustDomain {
+				return fmt.Errorf("proxy: server %s is outside trust domain", id)
+			}
+			return nil
+		},
+	}
+}
+
+// istioSNI is the SNI Istio's sidecars send to each other.
+func istioSNI(u *Upstream) string {
+	return fmt.Sprintf("outbound_.%d_._.%s", u.Port, u.Host)
+}
+
+// originationTLS builds the client TLS config for a DestinationRule in
+// SIMPLE or MUTUAL mode.
+func originationTLS(s *networkingv1alpha3.ClientTLSSettings, u *Upstream, alpn []string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: s.GetSni(), NextProtos: alpn}
+	if cfg.ServerName == "" {
+		cfg.ServerName = hostOnly(u.Host)
+	}
+	if ca := s.GetCaCertificates(); ca != "" {
+		b, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: destination rule caCertificates: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("proxy: destination rule caCertificates %s: no certificates", ca)
+		}
+		cfg.RootCAs = pool
+	}
+	if s.GetInsecureSkipVerify().GetValue() {
+		cfg.InsecureSkipVerify = true
+	}
+	if sans := s.GetSubjectAltNames(); len(sans) > 0 && !cfg.InsecureSkipVerify {
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			leaf := cs.PeerCertificates[0]
+			for _, san := range sans {
+				if leaf.VerifyHostname(san) == nil {
+					return nil
+				}
+				for _, u := range leaf.URIs {
+					if u.String() == san {
+						return nil
+					}
+				}
+			}
+			return fmt.Errorf("proxy: server certificate matches none of subjectAltNames %v", sans)
+		}
+	}
+	if s.GetMode() == networkingv1alpha3.ClientTLSSettings_MUTUAL {
+		cert, err := tls.LoadX509KeyPair(s.GetClientCertificate(), s.GetPrivateKey())
+		if err != nil {
+			return nil, fmt.Errorf("proxy: destination rule client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+func hostOnly(h string) string {
+	host, _ := splitHostPort(h, 0)
+	return host
+}
