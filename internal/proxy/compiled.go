@@ -17,9 +17,9 @@ import (
 
 	"palisade.dev/palisade/internal/authn"
 	"palisade.dev/palisade/internal/authz"
+	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/jwt"
-	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/xds"
 )
 
@@ -34,7 +34,7 @@ type Compiled struct {
 	hosts       map[string]*Upstream // "host:port" → upstream
 	drs         []destinationRule
 	Policies    Policies
-	Authz       *authz.Engine       // nil when no AuthorizationPolicy applies
+	Authz       *authz.Engine      // nil when no AuthorizationPolicy applies
 	JWT         *jwt.Authenticator // nil when no RequestAuthentication applies
 }
 

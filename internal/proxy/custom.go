@@ -8,8 +8,8 @@ import (
 	"net/netip"
 	"sync"
 
-	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	"google.golang.org/protobuf/proto"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 
 	"palisade.dev/palisade/internal/extauthz"
 )
@@ -194,4 +194,3 @@ type readCloser struct {
 	io.Reader
 	io.Closer
 }
-

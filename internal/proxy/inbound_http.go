@@ -5,12 +5,12 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
-	"strings"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"

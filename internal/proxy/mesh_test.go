@@ -148,7 +148,7 @@ func (m *testMesh) sidecarServing(name, sa string, cert, serving *tls.Certificat
 	}
 	m.t.Cleanup(func() { conn.Close() })
 	xc := &xds.Client{Conn: conn, Node: &corev3.Node{Id: "workshop/" + name, Metadata: meta}, Handler: store, Log: m.log, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
-	go xc.Run(m.ctx) //nolint:errcheck
+	go xc.Run(m.ctx)  //nolint:errcheck
 	go p.Serve(m.ctx) //nolint:errcheck
 	select {
 	case <-store.Ready():

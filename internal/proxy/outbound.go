@@ -15,8 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 )
 
 // tlsMode is how the sidecar talks to one upstream, after

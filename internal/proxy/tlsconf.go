@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-		networkingv1alpha3 "istio.io/api/networking/v1alpha3"
+	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 
 	"palisade.dev/palisade/internal/identity"
 )
