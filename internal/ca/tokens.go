@@ -93,16 +93,19 @@ func (j *JoinTokens) Redeem(token string) (spiffeid.ID, error) {
 	case e.used:
 		return spiffeid.ID{}, ErrTokenUsed
 	case !now.Before(e.expires):
-		delete(j.byHash, h)
 		return spiffeid.ID{}, ErrTokenExpired
 	}
 	e.used = true // kept until expiry so a replay is reported as such
 	return e.id, nil
 }
 
+// tokenRetention is how long a spent or expired token's hash is kept, so
+// that a late replay is reported as such rather than as unknown.
+const tokenRetention = 24 * time.Hour
+
 func (j *JoinTokens) sweepLocked(now time.Time) {
 	for h, e := range j.byHash {
-		if !now.Before(e.expires) {
+		if !now.Before(e.expires.Add(tokenRetention)) {
 			delete(j.byHash, h)
 		}
 	}
