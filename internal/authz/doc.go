@@ -87,9 +87,16 @@
 // AUDIT, CUSTOM) see every spelling and ALLOW policies see the one sent:
 //
 //   - Paths are compared after NormalizePath, without ?query or #fragment
-//     (CVE-2020-8595, CVE-2021-39156), case-sensitively as in Istio: a path
-//     is case-sensitive in HTTP and many backends treat it so. When the
-//     backend is case-insensitive, set Options.IgnorePathCaseForDeny.
+//     (CVE-2020-8595, CVE-2021-39156). A backend may still read the
+//     forwarded path more loosely (decode %2F, drop ";params", merge
+//     slashes; CVE-2021-31920), so the engine also compares that strict
+//     reading: a DENY matches if either spelling does, an ALLOW needs both.
+//     Under BASE, "/public/..%2Fadmin" is therefore denied by a DENY on
+//     "/admin*" and not allowed by an ALLOW on "/public/*".
+//   - Paths compare case-sensitively, as in Istio: a path is
+//     case-sensitive in HTTP and most backends treat it so, and folding
+//     case in ALLOW rules would widen them. When the backend is
+//     case-insensitive, set Options.IgnorePathCaseForDeny.
 //   - Hosts compare case-insensitively (RFC 4343, CVE-2021-39155). DENY
 //     policies also compare the host without its port and without a
 //     trailing dot, so "Admin.Example.com.:80" is "admin.example.com" to a

@@ -130,7 +130,12 @@ func (f *field) ok(r *Request) bool {
 	case attrMethod:
 		return f.single(r.Method, r.Method != "", true)
 	case attrPath:
-		return f.single(pathForMatch(r.Path), true, true)
+		p := pathForMatch(r.Path)
+		if sp, changed := strictPath(p, f.deny); changed {
+			vals := [2]string{p, sp}
+			return f.multi(vals[:])
+		}
+		return f.single(p, true, true)
 	}
 	return false
 }

@@ -86,7 +86,7 @@ func isUnreserved(c byte) bool {
 func decodeSlashes(p string) string {
 	var b strings.Builder
 	for i := 0; i < len(p); i++ {
-		if p[i] == '%' && i+2 < len(p) {
+		if p[i] == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]) {
 			v := unhex(p[i+1])<<4 | unhex(p[i+2])
 			if v == '/' || v == '\\' {
 				b.WriteByte(v)
@@ -109,7 +109,7 @@ func decodeUnreserved(p string) string {
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		switch {
-		case c == '%' && i+2 < len(p):
+		case c == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]):
 			v := unhex(p[i+1])<<4 | unhex(p[i+2])
 			if isUnreserved(v) {
 				b.WriteByte(v)
@@ -170,6 +170,46 @@ func mergeSlashes(p string) string {
 			continue
 		}
 		b.WriteByte(p[i])
+	}
+	return b.String()
+}
+
+// strictPath is how a lenient backend may read a path the mesh already
+// normalized: %2F and %5C decoded, unreserved characters decoded, '\' as
+// '/', ";params" dropped from segments (Tomcat's "..;/"), then dot
+// segments resolved; with merge, slashes are merged first (for DENY-like
+// policies, where "//admin" must still be /admin). The engine checks both
+// spellings: a DENY matches if either does, an ALLOW needs both to pass.
+// It allocates only for paths holding '%', '\', ';', "/." (or "//" with
+// merge).
+func strictPath(p string, merge bool) (string, bool) {
+	if !strings.ContainsAny(p, "%\\;") && !strings.Contains(p, "/.") && (!merge || !strings.Contains(p, "//")) {
+		return p, false
+	}
+	s := stripPathParams(decodeUnreserved(decodeSlashes(p)))
+	if merge {
+		s = mergeSlashes(s)
+	}
+	s = removeDotSegments(s)
+	return s, s != p
+}
+// stripPathParams drops ";..." up to the end of each segment.
+func stripPathParams(p string) string {
+	if !strings.Contains(p, ";") {
+		return p
+	}
+	var b strings.Builder
+	skip := false
+	for i := 0; i < len(p); i++ {
+		switch {
+		case p[i] == '/':
+			skip = false
+		case p[i] == ';':
+			skip = true
+		}
+		if !skip {
+			b.WriteByte(p[i])
+		}
 	}
 	return b.String()
 }
