@@ -219,7 +219,8 @@ func (s *remoteSet) refetch(ctx context.Context, seen *keyList) *keyList {
 }
 
 // fetch fetches the key set, coalescing concurrent callers into one
-// request. On failure the last good keys stay in place.
+// request. On failure the last good keys stay in place and are returned
+// with the error (nil if there never were any).
 func (s *remoteSet) fetch(ctx context.Context) (*keyList, error) {
 	s.mu.Lock()
 	if c := s.inflight; c != nil {
@@ -245,9 +246,6 @@ func (s *remoteSet) fetch(ctx context.Context) (*keyList, error) {
 	if err != nil {
 		s.lastErr = err
 		c.kl, c.err = s.cur, err
-		if s.cur == nil {
-			c.kl = nil
-		}
 		s.store.log.Warn("jwks fetch failed; keeping the last good keys", "issuer", s.issuer, "uri", s.uri, "have_keys", s.cur != nil, "error", err)
 	} else {
 		s.lastErr = nil
@@ -260,10 +258,7 @@ func (s *remoteSet) fetch(ctx context.Context) (*keyList, error) {
 	s.inflight = nil
 	s.mu.Unlock()
 	close(c.done)
-	if err != nil && c.kl == nil {
-		return nil, err
-	}
-	return c.kl, nil
+	return c.kl, c.err
 }
 
 func (s *remoteSet) download(ctx context.Context) (*keyList, error) {
