@@ -181,7 +181,7 @@ jwtRules:
 			}
 			want := map[string]string{
 				"X-Jwt-Sub": "alice", "X-Jwt-Tier": "gold", "X-Jwt-Admin": "true", "X-Jwt-N": "42",
-				"X-Jwt-Groups": base64.StdEncoding.EncodeToString([]byte(`["a","b"]`)),
+				"X-Jwt-Groups":  base64.StdEncoding.EncodeToString([]byte(`["a","b"]`)),
 				"X-Jwt-Payload": strings.Split(tok, ".")[1],
 			}
 			for h, v := range want {

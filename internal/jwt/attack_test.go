@@ -111,7 +111,9 @@ func TestAttackTokensRejected(t *testing.T) {
 		{"alg none", func() string { return rawToken(`{"alg":"none"}`, mustJSON(t, good), nil) }, nil, s401, MsgHeaderAlgNotImpl},
 		{"alg None capitalised", func() string { return rawToken(`{"alg":"None"}`, mustJSON(t, good), nil) }, nil, s401, MsgHeaderAlgNotImpl},
 		{"alg NONE uppercase", func() string { return rawToken(`{"alg":"NONE"}`, mustJSON(t, good), nil) }, nil, s401, MsgHeaderAlgNotImpl},
-		{"alg none with a signature kept", func() string { return withSig(rawToken(`{"alg":"none","kid":"k1"}`, mustJSON(t, good), nil), strings.Split(goodTok, ".")[2]) }, nil, s401, MsgHeaderAlgNotImpl},
+		{"alg none with a signature kept", func() string {
+			return withSig(rawToken(`{"alg":"none","kid":"k1"}`, mustJSON(t, good), nil), strings.Split(goodTok, ".")[2])
+		}, nil, s401, MsgHeaderAlgNotImpl},
 		{"alg missing", func() string { return rawToken(`{"kid":"k1"}`, mustJSON(t, good), []byte("x")) }, nil, s401, MsgHeaderBadAlg},
 		{"alg not a string", func() string { return rawToken(`{"alg":256}`, mustJSON(t, good), []byte("x")) }, nil, s401, MsgHeaderBadAlg},
 		{"alg unknown ES256K", func() string { return rawToken(`{"alg":"ES256K"}`, mustJSON(t, good), []byte("x")) }, nil, s401, MsgHeaderAlgNotImpl},
@@ -140,9 +142,15 @@ func TestAttackTokensRejected(t *testing.T) {
 		{"ES256 token claiming RS256 with the EC kid", func() string {
 			return relabel(e.es.sign(t, good, nil), `{"alg":"RS256","kid":"ec1","typ":"JWT"}`)
 		}, nil, s401, MsgKidAlgMismatch},
-		{"expired", func() string { return e.rs.sign(t, claims(testIssuer, map[string]any{"exp": testNow.Add(-2 * time.Minute).Unix()}), nil) }, nil, s401, MsgExpired},
-		{"expired just past the skew", func() string { return e.rs.sign(t, claims(testIssuer, map[string]any{"exp": testNow.Add(-61 * time.Second).Unix()}), nil) }, nil, s401, MsgExpired},
-		{"nbf in the future", func() string { return e.rs.sign(t, claims(testIssuer, map[string]any{"nbf": testNow.Add(2 * time.Minute).Unix()}), nil) }, nil, s401, MsgNotYetValid},
+		{"expired", func() string {
+			return e.rs.sign(t, claims(testIssuer, map[string]any{"exp": testNow.Add(-2 * time.Minute).Unix()}), nil)
+		}, nil, s401, MsgExpired},
+		{"expired just past the skew", func() string {
+			return e.rs.sign(t, claims(testIssuer, map[string]any{"exp": testNow.Add(-61 * time.Second).Unix()}), nil)
+		}, nil, s401, MsgExpired},
+		{"nbf in the future", func() string {
+			return e.rs.sign(t, claims(testIssuer, map[string]any{"nbf": testNow.Add(2 * time.Minute).Unix()}), nil)
+		}, nil, s401, MsgNotYetValid},
 		{"wrong issuer", func() string { return e.rs.sign(t, claims("https://evil.example.com", nil), nil) }, nil, s401, MsgUnknownIssuer},
 		{"issuer with a trailing slash", func() string { return e.rs.sign(t, claims(testIssuer+"/", nil), nil) }, nil, s401, MsgUnknownIssuer},
 		{"issuer with a homoglyph", func() string { return e.rs.sign(t, claims("https://issuer.exаmple.com", nil), nil) }, nil, s401, MsgUnknownIssuer},
@@ -195,14 +203,22 @@ func TestAttackTokensRejected(t *testing.T) {
 		}, nil, s401, MsgVerificationFails},
 		{"exp as a string", func() string { return e.rs.sign(t, claims(testIssuer, map[string]any{"exp": "4685989700"}), nil) }, nil, s401, msgNotInteger("exp")},
 		{"exp negative", func() string { return e.rs.sign(t, claims(testIssuer, map[string]any{"exp": -1}), nil) }, nil, s401, msgOutOfRange("exp")},
-		{"exp beyond 64 bits", func() string { return rs256Raw(t, e.rs, goodHdr, `{"iss":"`+testIssuer+`","aud":"productapp","exp":1e300}`) }, nil, s401, msgOutOfRange("exp")},
+		{"exp beyond 64 bits", func() string {
+			return rs256Raw(t, e.rs, goodHdr, `{"iss":"`+testIssuer+`","aud":"productapp","exp":1e300}`)
+		}, nil, s401, msgOutOfRange("exp")},
 		{"nbf as a string", func() string { return e.rs.sign(t, claims(testIssuer, map[string]any{"nbf": "0"}), nil) }, nil, s401, msgNotInteger("nbf")},
 		{"iat as a bool", func() string { return e.rs.sign(t, claims(testIssuer, map[string]any{"iat": true}), nil) }, nil, s401, msgNotInteger("iat")},
 		{"iss as a number", func() string { return e.rs.sign(t, claims(testIssuer, map[string]any{"iss": 1}), nil) }, nil, s401, MsgIssNotString},
-		{"iss as a list", func() string { return e.rs.sign(t, claims(testIssuer, map[string]any{"iss": []string{testIssuer}}), nil) }, nil, s401, MsgIssNotString},
-		{"sub as an object", func() string { return e.rs.sign(t, claims(testIssuer, map[string]any{"sub": map[string]any{"id": 1}}), nil) }, nil, s401, MsgSubNotString},
+		{"iss as a list", func() string {
+			return e.rs.sign(t, claims(testIssuer, map[string]any{"iss": []string{testIssuer}}), nil)
+		}, nil, s401, MsgIssNotString},
+		{"sub as an object", func() string {
+			return e.rs.sign(t, claims(testIssuer, map[string]any{"sub": map[string]any{"id": 1}}), nil)
+		}, nil, s401, MsgSubNotString},
 		{"aud as a number", func() string { return e.rs.sign(t, claims(testIssuer, map[string]any{"aud": 3}), nil) }, nil, s401, MsgAudNotString},
-		{"aud list holding a number", func() string { return e.rs.sign(t, claims(testIssuer, map[string]any{"aud": []any{"productapp", 3}}), nil) }, nil, s401, MsgAudNotString},
+		{"aud list holding a number", func() string {
+			return e.rs.sign(t, claims(testIssuer, map[string]any{"aud": []any{"productapp", 3}}), nil)
+		}, nil, s401, MsgAudNotString},
 		{"jti as a number", func() string { return e.rs.sign(t, claims(testIssuer, map[string]any{"jti": 3}), nil) }, nil, s401, MsgJtiNotString},
 		{"header without the Bearer prefix", func() string { return goodTok }, func(tok string) *http.Request {
 			r := bearer("")
