@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,8 @@ import (
 const (
 	// MetaInbound is a struct of service port → sidecar listener host:port.
 	MetaInbound = "INBOUND"
+	// MetaApp is a struct of service port → the app's host:port.
+	MetaApp = "APP"
 	// MetaGateway marks an ingress gateway; MetaLabels are its labels.
 	MetaGateway = "GATEWAY"
 	MetaLabels  = "LABELS"
@@ -38,9 +41,10 @@ type Server struct {
 
 	log      *slog.Logger
 	registry Registry
-	// RequirePeerIdentity refuses streams whose mTLS identity does not
-	// match the workload they subscribe for. Only tests turn it off.
-	requireIdentity bool
+	// verify checks a proxy's client certificate chain against the
+	// mesh's trust bundle and returns its SPIFFE ID. Nil turns identity
+	// checks off, which only tests do.
+	verify PeerVerifier
 
 	mu       sync.Mutex
 	snap     *config.Snapshot
@@ -66,13 +70,19 @@ type ProxyStatus struct {
 	Acked       map[string]string `json:"acked"` // type → nonce last ACKed
 	LastNack    string            `json:"lastNack,omitempty"`
 	Inbound     map[uint32]string `json:"inbound,omitempty"`
+	App         map[uint32]string `json:"app,omitempty"`
 }
 
-// NewServer returns a push server. requireIdentity should be true outside
-// tests.
-func NewServer(log *slog.Logger, reg Registry, requireIdentity bool) *Server {
+// PeerVerifier verifies a proxy's certificate chain (leaf first) and
+// returns its SPIFFE ID.
+type PeerVerifier func(chain []*x509.Certificate) (spiffeid.ID, error)
+
+// NewServer returns a push server. verify must be set outside tests: a
+// proxy may then subscribe only for a workload that runs as the identity
+// its client certificate proves.
+func NewServer(log *slog.Logger, reg Registry, verify PeerVerifier) *Server {
 	s := &Server{
-		log: log, registry: reg, requireIdentity: requireIdentity,
+		log: log, registry: reg, verify: verify,
 		inbound: map[WorkloadKey]map[uint32]string{},
 		changed: make(chan struct{}),
 		proxies: map[string]*ProxyStatus{},
@@ -161,8 +171,16 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		s.log.Warn("proxy refused", "node", first.GetNode().GetId(), "err", err)
 		return err
 	}
-	st := &ProxyStatus{ID: first.GetNode().GetId(), Identity: id, Connected: true, ConnectedAt: time.Now(), Acked: map[string]string{}}
+	st := &ProxyStatus{ID: first.GetNode().GetId(), Identity: id, Connected: true, ConnectedAt: time.Now(), Acked: map[string]string{}, App: map[uint32]string{}}
+	for k, v := range first.GetNode().GetMetadata().GetFields()[MetaApp].GetStructValue().GetFields() {
+		if n, err := strconv.ParseUint(k, 10, 16); err == nil {
+			st.App[uint32(n)] = v.GetStringValue()
+		}
+	}
 	s.mu.Lock()
+	if old, ok := s.proxies[st.ID]; ok {
+		st.Inbound = old.Inbound
+	}
 	s.proxies[st.ID] = st
 	s.mu.Unlock()
 	defer func() {
@@ -278,9 +296,13 @@ func (s *Server) admit(ctx context.Context, node *corev3.Node) (func(*state) (Pr
 	if node == nil || node.GetId() == "" {
 		return nil, "", status.Error(codes.InvalidArgument, "first request carries no node")
 	}
-	id, err := peerID(ctx)
-	if err != nil && s.requireIdentity {
-		return nil, "", status.Errorf(codes.Unauthenticated, "%v", err)
+	requireIdentity := s.verify != nil
+	var id spiffeid.ID
+	if requireIdentity {
+		var err error
+		if id, err = s.peerID(ctx); err != nil {
+			return nil, "", status.Errorf(codes.Unauthenticated, "%v", err)
+		}
 	}
 	meta := node.GetMetadata().GetFields()
 	if meta[MetaGateway].GetBoolValue() {
@@ -288,7 +310,7 @@ func (s *Server) admit(ctx context.Context, node *corev3.Node) (func(*state) (Pr
 		if err != nil {
 			return nil, "", status.Error(codes.InvalidArgument, err.Error())
 		}
-		if s.requireIdentity && pathNamespace(id) != key.Namespace {
+		if requireIdentity && pathNamespace(id) != key.Namespace {
 			return nil, "", status.Errorf(codes.PermissionDenied, "identity %s may not serve gateway %s", id, key)
 		}
 		labels := map[string]string{}
@@ -306,7 +328,7 @@ func (s *Server) admit(ctx context.Context, node *corev3.Node) (func(*state) (Pr
 	if w == nil {
 		return nil, "", status.Errorf(codes.NotFound, "no workload %s in the mesh config", key)
 	}
-	if s.requireIdentity {
+	if requireIdentity {
 		want := "/ns/" + w.Key.Namespace + "/sa/" + w.ServiceAccount
 		if id.Path() != want {
 			return nil, "", status.Errorf(codes.PermissionDenied, "identity %s may not serve workload %s (wants %s)", id, key, want)
@@ -330,7 +352,7 @@ func (s *Server) admit(ctx context.Context, node *corev3.Node) (func(*state) (Pr
 	}, id.String(), nil
 }
 
-func peerID(ctx context.Context) (spiffeid.ID, error) {
+func (s *Server) peerID(ctx context.Context) (spiffeid.ID, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return spiffeid.ID{}, errors.New("no peer")
@@ -339,11 +361,7 @@ func peerID(ctx context.Context) (spiffeid.ID, error) {
 	if !ok || len(info.State.PeerCertificates) == 0 {
 		return spiffeid.ID{}, errors.New("no client certificate")
 	}
-	leaf := info.State.PeerCertificates[0]
-	if len(leaf.URIs) != 1 {
-		return spiffeid.ID{}, errors.New("client certificate has no single URI SAN")
-	}
-	return spiffeid.FromURI(leaf.URIs[0])
+	return s.verify(info.State.PeerCertificates)
 }
 
 func pathNamespace(id spiffeid.ID) string {

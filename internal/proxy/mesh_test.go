@@ -18,12 +18,14 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/controlplane"
+	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/jwt"
 	"palisade.dev/palisade/internal/proxy"
 	"palisade.dev/palisade/internal/xds"
@@ -70,7 +72,13 @@ func newTestMesh(t *testing.T) *testMesh {
 	m.roots = x509.NewCertPool()
 	m.roots.AddCert(m.ca.cert)
 	m.write("workloads.yaml", workloadsYAML)
-	m.cp = controlplane.NewServer(m.log, controlplane.ConfigRegistry{}, true)
+	m.cp = controlplane.NewServer(m.log, controlplane.ConfigRegistry{}, func(chain []*x509.Certificate) (spiffeid.ID, error) {
+		b, err := identity.NewBundle(spiffeid.RequireTrustDomainFromString("cluster.local"), m.ca.cert)
+		if err != nil {
+			return spiffeid.ID{}, err
+		}
+		return identity.VerifyChain(b, chain, time.Now())
+	})
 	m.cp.SetBundle(m.ca.pem)
 	m.reload()
 	serverCert := m.ca.issue(t, "spiffe://cluster.local/ns/istio-system/sa/palisade-control-plane")

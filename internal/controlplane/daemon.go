@@ -1,0 +1,148 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"palisade.dev/palisade/internal/ca"
+	"palisade.dev/palisade/internal/config"
+	"palisade.dev/palisade/internal/identity"
+)
+
+// Daemon is a running control plane: the config store, the CA and the
+// push server on one gRPC listener (mTLS, the CA's own identity), and the
+// admin API on another.
+type Daemon struct {
+	Push   *Server
+	CA     *ca.Authority
+	Tokens *ca.JoinTokens
+	Store  *config.Store
+
+	log      *slog.Logger
+	grpcLn   net.Listener
+	adminLn  net.Listener
+	grpc     *grpc.Server
+	admin    *http.Server
+	trustDom spiffeid.TrustDomain
+}
+
+// DaemonOptions configure a control plane.
+type DaemonOptions struct {
+	ConfigDir   string        // watched directory of YAML
+	Authority   *ca.Authority // the mesh CA
+	GRPCListen  string        // proxies and the CA API, e.g. 127.0.0.1:15012
+	AdminListen string        // admin API, e.g. 127.0.0.1:15014
+	Registry    Registry      // default ConfigRegistry
+	Log         *slog.Logger
+}
+
+// StartDaemon loads the config, binds both listeners and starts serving;
+// it returns once the control plane is reachable. The first config load
+// must succeed: a control plane never starts on a broken config.
+func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
+	snap, err := config.Load(o.ConfigDir)
+	if err != nil {
+		return nil, err
+	}
+	td, err := spiffeid.TrustDomainFromString(snap.Mesh.GetTrustDomain())
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: %s: trustDomain: %w", snap.MeshFile, err)
+	}
+	if o.Authority.Bundle().TrustDomain() != td {
+		return nil, fmt.Errorf("controlplane: the CA is for trust domain %q but the mesh config says %q", o.Authority.Bundle().TrustDomain().Name(), td.Name())
+	}
+	if o.Registry == nil {
+		o.Registry = ConfigRegistry{}
+	}
+	d := &Daemon{CA: o.Authority, Tokens: ca.NewJoinTokens(td, nil), log: o.Log, trustDom: td}
+	d.Push = NewServer(o.Log, o.Registry, func(chain []*x509.Certificate) (spiffeid.ID, error) {
+		return identity.VerifyChain(d.CA.Bundle(), chain, time.Now())
+	})
+	d.Push.SetBundle(d.CA.Bundle().MarshalPEM())
+	d.Push.SetSnapshot(snap)
+
+	caServer, err := ca.NewServer(d.CA, ca.Chain{d.Tokens, ca.CertificateAuthenticator{Bundle: d.CA.Bundle}}, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	serving := ca.NewServingCertificate(d.CA, identity.ControlPlaneID(td), 0, nil)
+	d.grpc = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(ca.ServerTLSConfig(serving))),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	caServer.Register(d.grpc)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(d.grpc, d.Push)
+
+	if d.grpcLn, err = net.Listen("tcp", o.GRPCListen); err != nil {
+		return nil, fmt.Errorf("controlplane: listen %s: %w", o.GRPCListen, err)
+	}
+	if d.adminLn, err = net.Listen("tcp", o.AdminListen); err != nil {
+		d.grpcLn.Close()
+		return nil, fmt.Errorf("controlplane: admin listen %s: %w", o.AdminListen, err)
+	}
+	d.admin = &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go d.grpc.Serve(d.grpcLn)   //nolint:errcheck // ends with Stop
+	go d.admin.Serve(d.adminLn) //nolint:errcheck // ends with Close
+
+	d.Store = config.NewStore(o.ConfigDir, o.Log)
+	go func() {
+		if err := d.Store.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			o.Log.Error("config watch stopped", "err", err)
+		}
+	}()
+	go d.follow(ctx)
+	return d, nil
+}
+
+// follow pushes every new config snapshot and trust bundle.
+func (d *Daemon) follow(ctx context.Context) {
+	snaps, stop := d.Store.Subscribe()
+	defer stop()
+	bundles, cancel := d.CA.Subscribe()
+	defer cancel()
+	go d.CA.Run(ctx, time.Minute) //nolint:errcheck
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-snaps:
+			d.log.Info("config changed, pushing", "version", s.Version, "resources", len(s.Resources))
+			d.Push.SetSnapshot(s)
+		case b := <-bundles:
+			d.log.Info("trust bundle changed, pushing", "roots", b.Len())
+			d.Push.SetBundle(b.MarshalPEM())
+		}
+	}
+}
+
+// GRPCAddr and AdminAddr are the bound addresses.
+func (d *Daemon) GRPCAddr() string  { return d.grpcLn.Addr().String() }
+func (d *Daemon) AdminAddr() string { return d.adminLn.Addr().String() }
+
+// TrustDomain is the mesh's trust domain.
+func (d *Daemon) TrustDomain() spiffeid.TrustDomain { return d.trustDom }
+
+// Stop ends serving.
+func (d *Daemon) Stop() {
+	d.admin.Close()
+	done := make(chan struct{})
+	go func() { d.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		d.grpc.Stop()
+	}
+}
