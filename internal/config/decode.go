@@ -96,7 +96,7 @@ func Decode(file string, data []byte) (rs []*Resource, err error) {
 		var doc yaml.Node
 		if err := dec.Decode(&doc); err != nil {
 			if !errors.Is(err, io.EOF) {
-				errs = append(errs, yamlError(file, err))
+				errs = append(errs, yamlError(file, data, err))
 			}
 			break
 		}
@@ -115,15 +115,32 @@ func Decode(file string, data []byte) (rs []*Resource, err error) {
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // yamlError turns a yaml.v3 syntax error into a FieldError with its line.
-func yamlError(file string, err error) error {
+// yaml.v3 reports parser errors ("did not find expected ...") at the
+// 0-based line of the construct being parsed, and a tab in indentation at
+// the line before it; both are corrected here.
+func yamlError(file string, data []byte, err error) error {
 	msg := err.Error()
 	line := 1
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
+		if strings.HasPrefix(msg, "did not find expected") {
+			line++
+		}
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
+	lines := strings.Split(string(data), "\n")
+	if strings.Contains(msg, "tab character") {
+		for i := max(line, 1); i <= len(lines); i++ {
+			indent := lines[i-1][:len(lines[i-1])-len(strings.TrimLeft(lines[i-1], " \t"))]
+			if strings.Contains(indent, "\t") {
+				line = i
+				break
+			}
+		}
+	}
+	line = min(max(line, 1), len(lines))
 	return &FieldError{File: file, Line: line, Message: "invalid YAML: " + msg}
 }
 
@@ -152,15 +169,16 @@ func decodeDocument(file string, doc *yaml.Node) (*Resource, error) {
 		fields[e.name] = e
 		r.lines[e.name] = e.key.Line
 	}
-	apiVersion, err := r.scalarField(fields, "apiVersion")
-	if err != nil {
-		return nil, err
-	}
 	kind, err := r.scalarField(fields, "kind")
 	if err != nil {
 		return nil, err
 	}
-	r.APIVersion, r.Kind = apiVersion, Kind(kind)
+	r.Kind = Kind(kind)
+	apiVersion, err := r.scalarField(fields, "apiVersion")
+	if err != nil {
+		return nil, err
+	}
+	r.APIVersion = apiVersion
 	if e, ok := fields["metadata"]; ok {
 		if err := r.decodeMeta(e.val); err != nil {
 			return nil, err
@@ -259,9 +277,13 @@ func (r *Resource) decodeMeta(n *yaml.Node) error {
 	return nil
 }
 
+// mergeLines adds jd's field lines to r's, keeping lines already known
+// (the line of a key such as `spec:` wins over where its value starts).
 func (r *Resource) mergeLines(jd *jsonDoc) {
 	for p, l := range jd.lines {
-		r.lines[p] = l
+		if _, ok := r.lines[p]; !ok {
+			r.lines[p] = l
+		}
 	}
 }
 

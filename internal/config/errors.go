@@ -40,8 +40,12 @@ func (e *FieldError) Error() string {
 		b.WriteString(e.Path + ": ")
 	}
 	b.WriteString(e.Message)
-	return b.String()
+	return oneLine.Replace(b.String())
 }
+
+// oneLine keeps each error on one line whatever the input held, so that
+// joined errors read one per line.
+var oneLine = strings.NewReplacer("\n", `\n`, "\r", `\r`)
 
 // lineOf returns the line where path (or its closest written ancestor)
 // appears in r's source, or the document's line.

@@ -29,7 +29,7 @@ func DecodeMesh(file string, data []byte) (mc *meshv1alpha1.MeshConfig, err erro
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		fe := yamlError(file, err).(*FieldError)
+		fe := yamlError(file, data, err).(*FieldError)
 		fe.Kind = KindMeshConfig
 		return nil, fe
 	}
@@ -37,7 +37,7 @@ func DecodeMesh(file string, data []byte) (mc *meshv1alpha1.MeshConfig, err erro
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		line := extra.Line
 		if err != nil {
-			return nil, yamlError(file, err)
+			return nil, yamlError(file, data, err)
 		}
 		return nil, &FieldError{File: file, Line: line, Kind: KindMeshConfig, Message: "mesh config must be a single YAML document"}
 	}
