@@ -165,3 +165,52 @@ func TestWorkshopPolicyOPATest(t *testing.T) {
 		t.Fatalf("opa test summary missing %q:\n%s", summary, out)
 	}
 }
+
+// TestOPASeesTheCheckRequest runs testdata/echo.rego, which echoes what the
+// real plugin parsed out of the CheckRequest back as header mutations.
+func TestOPASeesTheCheckRequest(t *testing.T) {
+	addr := startOPA(t, "testdata/echo.rego", "palisade/echo/result")
+	p := opaProvider(addr)
+	p.Spec.GetEnvoyExtAuthzGrpc().IncludeRequestBodyInCheck = &meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationRequestBody{MaxRequestBytes: 1024}
+	c := newTestClient(t, p)
+	in := workshopInput(frontendSA, "frontend:9000", "POST", "/products/new?id=1&id=2", "t0k3n")
+	in.Headers.Set("Content-Type", "application/json")
+	in.Body = []byte(`{"id": 7, "name": "tea"}`)
+	in.Size = int64(len(in.Body))
+	in.ContextExtensions = map[string]string{"tenant": "acme"}
+	res, err := c.Check(context.Background(), in)
+	if err != nil || !res.Allowed || res.Err != nil {
+		t.Fatalf("Check = %+v, %v", res, err)
+	}
+	seen := map[string]string{}
+	for _, m := range res.UpstreamHeaders {
+		seen[strings.ToLower(m.Name)] = m.Value
+	}
+	want := map[string]string{
+		"x-seen-method":       "POST",
+		"x-seen-path":         "/products/new?id=1&id=2",
+		"x-seen-host":         "frontend:9000",
+		"x-seen-authority":    "frontend:9000",
+		"x-seen-user-agent":   "curl/8.5.0",
+		"x-seen-destination":  frontendSA,
+		"x-seen-source":       ingressSA,
+		"x-seen-parsed-path":  "products/new",
+		"x-seen-parsed-query": "1,2",
+		"x-seen-body-name":    "tea",
+		"x-seen-context":      "acme",
+	}
+	for k, v := range want {
+		if seen[k] != v {
+			t.Errorf("OPA saw %s = %q, want %q", k, seen[k], v)
+		}
+	}
+	if !strings.Contains(seen["x-seen-source-address"], "127.0.0.1") || !strings.Contains(seen["x-seen-source-address"], "40000") {
+		t.Errorf("OPA saw source address %q", seen["x-seen-source-address"])
+	}
+	if len(res.UpstreamHeadersToRemove) != 1 || res.UpstreamHeadersToRemove[0] != "authorization" {
+		t.Errorf("headers to remove = %v", res.UpstreamHeadersToRemove)
+	}
+	if len(res.ResponseHeaders) != 1 || res.ResponseHeaders[0].Name != "x-decision" || res.ResponseHeaders[0].Value != "echo" {
+		t.Errorf("response headers = %+v", res.ResponseHeaders)
+	}
+}
