@@ -193,6 +193,7 @@ func strictPath(p string, merge bool) (string, bool) {
 	s = removeDotSegments(s)
 	return s, s != p
 }
+
 // stripPathParams drops ";..." up to the end of each segment.
 func stripPathParams(p string) string {
 	if !strings.Contains(p, ";") {
