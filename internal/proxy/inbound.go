@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"palisade.dev/palisade/internal/authn"
+	"palisade.dev/palisade/internal/telemetry"
 )
 
 // peekedConn is a connection whose first bytes were read for sniffing.
@@ -76,7 +77,7 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 		}
 	case !isTLS && decision.Mode == authn.Strict:
 		p.log.Info("plaintext connection refused by STRICT mTLS", "port", in.Port, "remote", c.RemoteAddr(), "policy", decision.Source)
-		p.observe(&Record{Start: time.Now(), Protocol: "tcp", Direction: "inbound", ResponseFlags: "UF,URX", DownstreamRemote: c.RemoteAddr().String(), Decision: "STRICT", Policy: decision.Source})
+		p.observe(&Record{Start: time.Now(), Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, ResponseFlags: "NR", DownstreamRemote: c.RemoteAddr().String(), Decision: "DENY", Policy: "PeerAuthentication " + decision.Source})
 		reset(c)
 		return
 	case isTLS:
@@ -218,7 +219,7 @@ type infoConn struct {
 func (p *Proxy) forwardTCP(c net.Conn, in InboundPort, ci connInfo) {
 	defer c.Close()
 	start := time.Now()
-	rec := &Record{Start: start, Protocol: "tcp", Direction: "inbound", MTLS: ci.mtls, DownstreamRemote: ci.remote.String(), UpstreamHost: in.App}
+	rec := &Record{Start: start, Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, MTLS: ci.mtls, DownstreamRemote: ci.remote.String(), UpstreamHost: in.App}
 	p.fillInbound(rec, ci)
 	if !p.authorizeTCP(c, in, ci, rec) {
 		rec.Duration = time.Since(start)
@@ -233,9 +234,7 @@ func (p *Proxy) forwardTCP(c net.Conn, in InboundPort, ci connInfo) {
 		return
 	}
 	defer up.Close()
-	open := *rec
-	open.TCPOpen = true
-	p.observe(&open)
+	p.tel.observeOpen(rec)
 	rec.BytesReceived, rec.BytesSent = splice(c, up)
 	rec.Duration = time.Since(start)
 	p.observe(rec)

@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"crypto/sha256"
-	"crypto/tls"
-	"encoding/hex"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -18,6 +16,8 @@ import (
 	"palisade.dev/palisade/internal/authz"
 	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/jwt"
+	"palisade.dev/palisade/internal/telemetry"
+	"palisade.dev/palisade/internal/xfcc"
 )
 
 // denyBody is Envoy's answer to a request that authorization refused.
@@ -43,7 +43,7 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 		ci := connInfoOf(r)
 		cfg := p.store.Current()
 		rec := &Record{
-			Start: start, Protocol: protoName(r), Direction: "inbound", MTLS: ci.mtls,
+			Start: start, Protocol: protoName(r), HTTPVersion: r.Proto, Direction: telemetry.Inbound, MTLS: ci.mtls, ForwardedFor: r.Header.Get("X-Forwarded-For"),
 			Method: r.Method, Authority: r.Host, UserAgent: r.UserAgent(), RequestID: r.Header.Get("X-Request-Id"),
 			DownstreamRemote: ci.remote.String(), UpstreamHost: in.App,
 		}
@@ -89,12 +89,10 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 			return
 		}
 
-		// SANITIZE_SET: a client's own X-Forwarded-Client-Cert is never
-		// trusted; the sidecar sets it from the verified peer certificate.
-		r.Header.Del("X-Forwarded-Client-Cert")
-		if ci.mtls && ci.peer != nil {
-			r.Header.Set("X-Forwarded-Client-Cert", xfcc(rec.DestinationPrincipal, ci.peer))
-		}
+		// APPEND_FORWARD, as Istio's sidecar inbound: the caller's element
+		// is appended on mTLS; without a client certificate the header is
+		// removed, so a plaintext client cannot forge one.
+		p.setXFCC(r, ci)
 		if r.Body != nil {
 			cr := &countReader{r: r.Body}
 			r.Body = cr
@@ -102,32 +100,6 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 		}
 		rp.ServeHTTP(sw, r)
 	})
-}
-
-// xfcc builds X-Forwarded-Client-Cert as Istio's sidecars set it
-// (forward_client_cert_details SANITIZE_SET with subject, URI and DNS):
-// By the local identity, Hash of the peer's certificate, its Subject and
-// URI SAN.
-func xfcc(by string, st *tls.ConnectionState) string {
-	leaf := st.PeerCertificates[0]
-	sum := sha256.Sum256(leaf.Raw)
-	var b strings.Builder
-	b.WriteString("By=")
-	b.WriteString(by)
-	b.WriteString(";Hash=")
-	b.WriteString(hex.EncodeToString(sum[:]))
-	b.WriteString(`;Subject="`)
-	b.WriteString(strings.ReplaceAll(leaf.Subject.String(), `"`, `\"`))
-	b.WriteString(`"`)
-	for _, u := range leaf.URIs {
-		b.WriteString(";URI=")
-		b.WriteString(u.String())
-	}
-	for _, d := range leaf.DNSNames {
-		b.WriteString(";DNS=")
-		b.WriteString(d)
-	}
-	return b.String()
 }
 
 // authorizeHTTP runs CUSTOM, then DENY and ALLOW, and answers the denial
@@ -227,10 +199,31 @@ func setRequestURI(r *http.Request, uri string) error {
 }
 
 func protoName(r *http.Request) string {
-	if r.ProtoMajor == 2 && r.Header.Get("Content-Type") != "" && len(r.Header.Get("Content-Type")) >= 16 && r.Header.Get("Content-Type")[:16] == "application/grpc" {
-		return "grpc"
+	if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		return telemetry.ProtocolGRPC
 	}
-	return "http"
+	return telemetry.ProtocolHTTP
+}
+
+// setXFCC applies forward_client_cert_details APPEND_FORWARD with the
+// details Istio's sidecar sets (Subject, URI, DNS).
+func (p *Proxy) setXFCC(r *http.Request, ci connInfo) {
+	incoming := strings.Join(r.Header.Values("X-Forwarded-Client-Cert"), ",")
+	current := ""
+	hasCert := ci.mtls && ci.peer != nil && len(ci.peer.PeerCertificates) > 0
+	if hasCert {
+		var local *x509.Certificate
+		if cert, err := p.certs.GetCertificate(nil); err == nil && cert != nil {
+			local = cert.Leaf
+		}
+		current = xfcc.Current(local, ci.peer.PeerCertificates, xfcc.IstioSidecar)
+	}
+	v, keep := xfcc.Forward(xfcc.AppendForward, incoming, hasCert, current)
+	if keep {
+		r.Header.Set("X-Forwarded-Client-Cert", v)
+	} else {
+		r.Header.Del("X-Forwarded-Client-Cert")
+	}
 }
 
 func ipOf(a net.Addr) netip.Addr {

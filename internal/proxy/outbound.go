@@ -17,6 +17,8 @@ import (
 
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
+
+	"palisade.dev/palisade/internal/telemetry"
 )
 
 // tlsMode is how the sidecar talks to one upstream, after
@@ -201,10 +203,13 @@ func (p *Proxy) serveOutboundHTTP(ctx context.Context, ln net.Listener) error {
 				return
 			}
 			start := time.Now()
+			// Envoy's outbound listeners SANITIZE: an app cannot pass a
+			// forged client certificate header to the next hop.
+			r.Header.Del("X-Forwarded-Client-Cert")
 			sw := &statusWriter{ResponseWriter: w}
 			rp.ServeHTTP(sw, r)
 			p.observe(&Record{
-				Start: start, Duration: time.Since(start), Protocol: protoName(r), Direction: "outbound",
+				Start: start, Duration: time.Since(start), Protocol: protoName(r), HTTPVersion: r.Proto, Direction: telemetry.Outbound,
 				Method: r.Method, Path: r.URL.Path, Authority: r.Host, ResponseCode: sw.code(), BytesSent: sw.n,
 				SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name,
 				DestinationService: r.Host,
@@ -282,7 +287,7 @@ func (p *Proxy) tunnel(app net.Conn, target string) {
 	defer app.Close()
 	start := time.Now()
 	cfg := p.store.Current()
-	rec := &Record{Start: start, Protocol: "tcp", Direction: "outbound", Authority: target,
+	rec := &Record{Start: start, Protocol: telemetry.ProtocolTCP, Direction: telemetry.Outbound, Authority: target,
 		SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name, DestinationService: target}
 	defer func() { rec.Duration = time.Since(start); p.observe(rec) }()
 	u := cfg.Lookup(target, 0)

@@ -47,7 +47,7 @@ type Proxy struct {
 	log   *slog.Logger
 	store *Store
 	certs Certs
-	obs   Observer
+	tel   *Telemetry
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -56,18 +56,12 @@ type Proxy struct {
 	authz     authorizers
 }
 
-// Observer receives one record per request or connection, for access
-// logs and metrics.
-type Observer interface {
-	Observe(*Record)
-}
-
 // New returns a sidecar serving with certs and the config in store.
-func New(opts Options, store *Store, certs Certs, obs Observer, log *slog.Logger) *Proxy {
+func New(opts Options, store *Store, certs Certs, tel *Telemetry, log *slog.Logger) *Proxy {
 	if opts.HandshakeTimeout == 0 {
 		opts.HandshakeTimeout = 10 * time.Second
 	}
-	p := &Proxy{opts: opts, log: log, store: store, certs: certs, obs: obs}
+	p := &Proxy{opts: opts, log: log, store: store, certs: certs, tel: tel}
 	p.upstreams = newUpstreamPool(p)
 	return p
 }

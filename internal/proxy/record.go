@@ -1,38 +1,39 @@
 package proxy
 
-import "time"
+import "palisade.dev/palisade/internal/telemetry"
 
-// Record describes one finished HTTP request or TCP connection, as the
-// access log and metrics see it.
-type Record struct {
-	Start                time.Time
-	Duration             time.Duration
-	Protocol             string // "http", "grpc", "tcp"
-	Direction            string // "inbound", "outbound"
-	SourcePrincipal      string // spiffe://…, "" when unknown
-	DestinationPrincipal string
-	SourceNamespace      string
-	SourceWorkload       string
-	DestinationNamespace string
-	DestinationWorkload  string
-	DestinationService   string
-	MTLS                 bool
-	Method, Path         string
-	Authority, UserAgent string
-	RequestID            string
-	ResponseCode         int
-	ResponseFlags        string
-	BytesReceived        int64
-	BytesSent            int64
-	Decision             string // ALLOW, DENY, CUSTOM-DENY, …; "" when no policy decided
-	Policy               string // namespace/name[rule] that decided
-	UpstreamHost         string
-	DownstreamRemote     string
-	TCPOpen              bool // a TCP connection opened (no bytes yet)
+// Record is one finished request or connection.
+type Record = telemetry.Entry
+
+// Telemetry is where a sidecar reports what it did; either part may be
+// nil.
+type Telemetry struct {
+	AccessLog *telemetry.AccessLog
+	Metrics   *telemetry.Metrics
 }
 
-func (p *Proxy) observe(r *Record) {
-	if p.obs != nil {
-		p.obs.Observe(r)
+// Observe reports a finished request or connection.
+func (t *Telemetry) Observe(e *telemetry.Entry) {
+	if t == nil {
+		return
+	}
+	if t.AccessLog != nil {
+		_ = t.AccessLog.Log(e)
+	}
+	if t.Metrics != nil {
+		if e.Protocol == telemetry.ProtocolTCP && e.ResponseFlags == "" {
+			t.Metrics.ObserveTCPClose(e)
+		} else {
+			t.Metrics.Observe(e)
+		}
 	}
 }
+
+// observeOpen reports a TCP connection that just opened.
+func (t *Telemetry) observeOpen(e *telemetry.Entry) {
+	if t != nil && t.Metrics != nil {
+		t.Metrics.ObserveTCPOpen(e)
+	}
+}
+
+func (p *Proxy) observe(r *Record) { p.tel.Observe(r) }

@@ -1,0 +1,302 @@
+package localmesh
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"palisade.dev/palisade/internal/ca"
+	"palisade.dev/palisade/internal/config"
+	"palisade.dev/palisade/internal/controlplane"
+)
+
+// Options configure `palisade up`.
+type Options struct {
+	Dir         string // the mesh's YAML
+	StateDir    string // CA, logs, sockets, mesh.json
+	ProxyBin    string // palisade-proxy
+	BinDir      string // searched first for workload commands
+	GRPCListen  string
+	AdminListen string
+	// CertTTL is the lifetime of workload certificates (default 24h).
+	CertTTL time.Duration
+	Log     *slog.Logger
+	Out     io.Writer // the table and messages for the user
+}
+
+// StateFile is where a running mesh says how to reach it, for `palisade
+// status` from another terminal.
+const StateFile = "mesh.json"
+
+// State is the content of StateFile.
+type State struct {
+	AdminAddress string `json:"adminAddress"`
+	GRPCAddress  string `json:"grpcAddress"`
+	ConfigDir    string `json:"configDir"`
+	PID          int    `json:"pid"`
+}
+
+// Mesh is a running local mesh.
+type Mesh struct {
+	opts   Options
+	daemon *controlplane.Daemon
+	procs  []*process
+	rows   []row
+}
+
+type row struct {
+	name, ns, inbound, app, id, mtls string
+}
+
+// Up starts the mesh and returns once every workload is healthy. Stop it
+// with Stop.
+func Up(ctx context.Context, o Options) (m *Mesh, err error) {
+	for _, d := range []string{"ca", "logs", "sockets"} {
+		if err := os.MkdirAll(filepath.Join(o.StateDir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("localmesh: state dir: %w", err)
+		}
+	}
+	snap, err := config.Load(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	td, err := spiffeid.TrustDomainFromString(snap.Mesh.GetTrustDomain())
+	if err != nil {
+		return nil, fmt.Errorf("localmesh: trustDomain: %w", err)
+	}
+	auth, err := ca.OpenOrInit(filepath.Join(o.StateDir, "ca"), ca.Options{TrustDomain: td, DefaultTTL: o.CertTTL, Logger: o.Log})
+	if err != nil {
+		return nil, err
+	}
+	bundlePath := filepath.Join(o.StateDir, "root-cert.pem")
+	if err := os.WriteFile(bundlePath, auth.Bundle().MarshalPEM(), 0o644); err != nil {
+		return nil, fmt.Errorf("localmesh: write bundle: %w", err)
+	}
+	d, err := controlplane.StartDaemon(ctx, controlplane.DaemonOptions{
+		ConfigDir: o.Dir, Authority: auth, GRPCListen: o.GRPCListen, AdminListen: o.AdminListen, Log: o.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	m = &Mesh{opts: o, daemon: d}
+	defer func() {
+		if err != nil {
+			m.Stop()
+		}
+	}()
+	st, _ := json.Marshal(State{AdminAddress: d.AdminAddr(), GRPCAddress: d.GRPCAddr(), ConfigDir: o.Dir, PID: os.Getpid()})
+	if err := os.WriteFile(filepath.Join(o.StateDir, StateFile), st, 0o644); err != nil {
+		return nil, fmt.Errorf("localmesh: write state: %w", err)
+	}
+	ws := controlplane.ConfigRegistry{}.Workloads(snap)
+	sort.Slice(ws, func(i, j int) bool { return ws[i].Key.String() < ws[j].Key.String() })
+	specs := map[controlplane.WorkloadKey]*config.Resource{}
+	for _, r := range snap.OfKind(config.KindWorkload) {
+		specs[controlplane.WorkloadKey{Namespace: r.Meta.Namespace, Name: r.Meta.Name}] = r
+	}
+	for _, w := range ws {
+		if err := m.startWorkload(ctx, w, specs[w.Key], bundlePath, td); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Mesh) startWorkload(ctx context.Context, w *controlplane.Workload, r *config.Resource, bundlePath string, td spiffeid.TrustDomain) error {
+	spec := r.Spec.(*config.WorkloadSpec)
+	o := m.opts
+	token, err := m.daemon.Tokens.Issue(w.Key.Namespace, w.ServiceAccount, 5*time.Minute)
+	if err != nil {
+		return err
+	}
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	httpProxy, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	env := []string{"HTTP_PROXY=http://" + httpProxy, "http_proxy=http://" + httpProxy, "NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1"}
+	args := []string{
+		"--workload", w.Key.String(), "--service-account", w.ServiceAccount, "--service", w.Service,
+		"--control-plane", m.daemon.GRPCAddr(), "--trust-domain", td.Name(), "--bundle", bundlePath,
+		"--http-proxy", httpProxy, "--admin", adminAddr,
+		"--workload-api", filepath.Join(o.StateDir, "sockets", w.Key.Namespace+"."+w.Key.Name+".sock"),
+	}
+	if o.CertTTL > 0 {
+		args = append(args, "--cert-ttl", o.CertTTL.String())
+	}
+	for k, v := range w.Labels {
+		args = append(args, "--label", k+"="+v)
+	}
+	var first, firstApp string
+	for i, p := range spec.Ports {
+		in, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		appAddr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		_, appPort, _ := net.SplitHostPort(appAddr)
+		if i == 0 {
+			first, firstApp = in, appAddr
+			env = append(env, "PORT="+appPort)
+		}
+		if p.Name != "" {
+			env = append(env, "PALISADE_PORT_"+envName(p.Name)+"="+appPort)
+		}
+		args = append(args, "--inbound", fmt.Sprintf("port=%d,name=%s,protocol=%s,listen=%s,app=%s", p.Number, p.Name, p.Protocol, in, appAddr))
+	}
+	logf, err := openLog(filepath.Join(o.StateDir, "logs", w.Key.Namespace+"."+w.Key.Name+".proxy.log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(context.WithoutCancel(ctx), o.ProxyBin, args...)
+	cmd.Env = append(os.Environ(), "PALISADE_JOIN_TOKEN="+token)
+	sidecar, err := startProcess(w.Key.String()+" sidecar", cmd, logf, o.Log)
+	if err != nil {
+		return err
+	}
+	m.procs = append(m.procs, sidecar)
+	if err := sidecar.waitFor(ctx, "ready", 30*time.Second, func() error { return httpOK("http://" + adminAddr + "/ready") }); err != nil {
+		return err
+	}
+
+	bin, err := m.resolveCommand(spec.Command, r.Source.File)
+	if err != nil {
+		return fmt.Errorf("%s: %s %s: spec.command: %w", r.Source, r.Kind, w.Key, err)
+	}
+	appCmd := exec.Command(bin, spec.Args...)
+	appCmd.Dir = spec.Dir
+	if appCmd.Dir == "" {
+		appCmd.Dir = filepath.Dir(r.Source.File)
+	}
+	appCmd.Env = append(os.Environ(), env...)
+	appCmd.Env = append(appCmd.Env, "SPIFFE_ENDPOINT_SOCKET=unix://"+filepath.Join(o.StateDir, "sockets", w.Key.Namespace+"."+w.Key.Name+".sock"))
+	for k, v := range spec.Env {
+		appCmd.Env = append(appCmd.Env, k+"="+v)
+	}
+	applog, err := openLog(filepath.Join(o.StateDir, "logs", w.Key.Namespace+"."+w.Key.Name+".log"))
+	if err != nil {
+		return err
+	}
+	appProc, err := startProcess(w.Key.String(), appCmd, applog, o.Log)
+	if err != nil {
+		return err
+	}
+	m.procs = append(m.procs, appProc)
+	if spec.Readiness != nil && spec.Readiness.HTTPGet != nil && firstApp != "" {
+		u := "http://" + firstApp + spec.Readiness.HTTPGet.Path
+		if err := appProc.waitFor(ctx, "ready", 30*time.Second, func() error { return httpOK(u) }); err != nil {
+			return err
+		}
+	}
+	id, _ := spiffeid.FromSegments(td, "ns", w.Key.Namespace, "sa", w.ServiceAccount)
+	m.rows = append(m.rows, row{name: w.Key.Name, ns: w.Key.Namespace, inbound: first, app: firstApp, id: id.String()})
+	return nil
+}
+
+func (m *Mesh) resolveCommand(cmd, yamlFile string) (string, error) {
+	if strings.Contains(cmd, "/") {
+		if !filepath.IsAbs(cmd) {
+			cmd = filepath.Join(filepath.Dir(yamlFile), cmd)
+		}
+		return cmd, nil
+	}
+	if m.opts.BinDir != "" {
+		p := filepath.Join(m.opts.BinDir, cmd)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p, nil
+		}
+	}
+	return exec.LookPath(cmd)
+}
+
+// PrintTable writes the workloads and where to reach them.
+func (m *Mesh) PrintTable(w io.Writer) {
+	modes := map[string]string{}
+	for _, s := range m.daemon.Push.Status() {
+		modes[s.Namespace+"/"+s.Name] = s.MTLSMode
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKLOAD\tNAMESPACE\tSIDECAR (mTLS)\tAPP\tSPIFFE ID\tMTLS")
+	for _, r := range m.rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.name, r.ns, r.inbound, r.app, r.id, modes[r.ns+"/"+r.name])
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\ncontrol plane: %s (admin http://%s/api/status)\nlogs: %s\n", m.daemon.GRPCAddr(), m.daemon.AdminAddr(), filepath.Join(m.opts.StateDir, "logs"))
+}
+
+// Daemon is the in-process control plane.
+func (m *Mesh) Daemon() *controlplane.Daemon { return m.daemon }
+
+// Stop ends every process, apps first, then sidecars, then the control
+// plane, and removes the state file.
+func (m *Mesh) Stop() {
+	for i := len(m.procs) - 1; i >= 0; i-- {
+		m.procs[i].terminate(5 * time.Second)
+	}
+	m.daemon.Stop()
+	os.Remove(filepath.Join(m.opts.StateDir, StateFile))
+}
+
+// Exited returns the names of processes that have died.
+func (m *Mesh) Exited() []string {
+	var out []string
+	for _, p := range m.procs {
+		if p.exited() {
+			out = append(out, p.name)
+		}
+	}
+	return out
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("localmesh: allocate port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func envName(s string) string {
+	return strings.ToUpper(strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, s))
+}
+
+func httpOK(u string) error {
+	c := &http.Client{Timeout: time.Second}
+	resp, err := c.Get(u)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body) //nolint:errcheck
+	resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
+
