@@ -72,6 +72,18 @@ func ListFiles(paths ...string) ([]string, error) {
 // file is reported; any problem fails the load. The same Kind,
 // namespace and name declared twice is an error naming both places.
 func Load(paths ...string) (*Snapshot, error) {
+	snap, err := LoadAll(paths...)
+	if err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
+// LoadAll is Load for tools that report rather than refuse: it returns a
+// snapshot of every resource that decoded and validated cleanly (and the
+// mesh config, or the defaults when it is broken) together with every
+// problem found. The snapshot is nil only when paths cannot be read.
+func LoadAll(paths ...string) (*Snapshot, error) {
 	files, err := ListFiles(paths...)
 	if err != nil {
 		return nil, err
@@ -110,13 +122,10 @@ func Load(paths ...string) (*Snapshot, error) {
 	}
 	rs, dupErrs := assemble(files, perFile, nil)
 	errs = append(errs, dupErrs...)
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
 	if mesh == nil {
 		mesh = DefaultMesh()
 	}
-	return &Snapshot{Version: 1, Mesh: mesh, MeshFile: meshFile, Resources: rs}, nil
+	return &Snapshot{Version: 1, Mesh: mesh, MeshFile: meshFile, Resources: rs}, errors.Join(errs...)
 }
 
 // assemble joins per-file resources in file order, reporting duplicates.

@@ -1,0 +1,186 @@
+package analyze
+
+import (
+	"fmt"
+	"strings"
+
+	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
+	securityv1beta1 "istio.io/api/security/v1beta1"
+
+	"palisade.dev/palisade/internal/config"
+)
+
+type analyzer struct {
+	snap     *config.Snapshot
+	rootNS   string
+	findings []Finding
+	// workloads are the declared workloads: Workload resources (labels from
+	// metadata.labels) and WorkloadEntry resources (labels from spec).
+	workloads []config.WorkloadRef
+	// gatewaySelectors are the label sets Gateway resources select: the
+	// gateway workloads, which are often not declared otherwise.
+	gatewaySelectors []map[string]string
+}
+
+func newAnalyzer(snap *config.Snapshot) *analyzer {
+	a := &analyzer{snap: snap, rootNS: snap.Mesh.GetRootNamespace()}
+	for _, r := range snap.Resources {
+		switch s := r.Spec.(type) {
+		case *config.WorkloadSpec:
+			svc := s.Service
+			if svc == "" {
+				svc = r.Meta.Name
+			}
+			a.workloads = append(a.workloads, config.WorkloadRef{Namespace: r.Meta.Namespace, Name: r.Meta.Name, Labels: r.Meta.Labels, Services: []string{svc}})
+		case *networkingv1alpha3.WorkloadEntry:
+			a.workloads = append(a.workloads, config.WorkloadRef{Namespace: r.Meta.Namespace, Name: r.Meta.Name, Labels: s.GetLabels()})
+		case *networkingv1alpha3.Gateway:
+			if len(s.GetSelector()) > 0 {
+				a.gatewaySelectors = append(a.gatewaySelectors, s.GetSelector())
+			}
+		}
+	}
+	return a
+}
+
+func (a *analyzer) add(code string, level Level, r *config.Resource, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	res := []string{r.Key().String()}
+	a.findings = append(a.findings, Finding{Code: code, Level: level, Message: r.Source.String() + ": " + msg, Resources: res})
+}
+
+// hostNamespace returns the namespace a DestinationRule host names:
+// "svc.ns.svc.<domain>" and "svc.ns" name ns, a short name names the
+// rule's own namespace, and wildcards ("*", "*.local") name every
+// namespace (""), as do hosts outside the mesh.
+func hostNamespace(host, ruleNS string) string {
+	if strings.HasPrefix(host, "*") {
+		return ""
+	}
+	parts := strings.Split(host, ".")
+	switch {
+	case len(parts) == 1:
+		return ruleNS
+	case len(parts) == 2 || len(parts) >= 3 && parts[2] == "svc":
+		return parts[1]
+	}
+	return ""
+}
+
+// mtlsConflicts: STRICT PeerAuthentication (mesh, namespace or workload
+// scope) while a DestinationRule disables TLS toward a host in its scope:
+// clients then send plaintext that the server refuses.
+func (a *analyzer) mtlsConflicts() {
+	for _, dr := range a.snap.OfKind(config.KindDestinationRule) {
+		spec := dr.Spec.(*networkingv1alpha3.DestinationRule)
+		if !disablesTLS(spec.GetTrafficPolicy()) {
+			continue
+		}
+		ns := hostNamespace(spec.GetHost(), dr.Meta.Namespace)
+		for _, pa := range a.snap.OfKind(config.KindPeerAuthentication) {
+			ps := pa.Spec.(*securityv1beta1.PeerAuthentication)
+			if !strict(ps) {
+				continue
+			}
+			if pa.Meta.Namespace != a.rootNS && ns != "" && pa.Meta.Namespace != ns {
+				continue
+			}
+			a.add(CodeMTLSConflict, Error, dr,
+				"DestinationRule for host %q disables TLS, but PeerAuthentication %s (%s) requires STRICT mTLS: requests will be refused",
+				spec.GetHost(), pa.Key(), pa.Source)
+		}
+	}
+}
+
+func disablesTLS(tp *networkingv1alpha3.TrafficPolicy) bool {
+	if tp.GetTls() != nil && tp.GetTls().GetMode() == networkingv1alpha3.ClientTLSSettings_DISABLE {
+		return true
+	}
+	for _, pl := range tp.GetPortLevelSettings() {
+		if pl.GetTls() != nil && pl.GetTls().GetMode() == networkingv1alpha3.ClientTLSSettings_DISABLE {
+			return true
+		}
+	}
+	return false
+}
+
+func strict(pa *securityv1beta1.PeerAuthentication) bool {
+	if pa.GetMtls().GetMode() == securityv1beta1.PeerAuthentication_MutualTLS_STRICT {
+		return true
+	}
+	for _, m := range pa.GetPortLevelMtls() {
+		if m.GetMode() == securityv1beta1.PeerAuthentication_MutualTLS_STRICT {
+			return true
+		}
+	}
+	return false
+}
+
+// unknownProviders: a CUSTOM policy whose provider the mesh config lacks
+// fails closed: every request it selects is denied.
+func (a *analyzer) unknownProviders() {
+	known := map[string]bool{}
+	for _, p := range a.snap.Mesh.GetExtensionProviders() {
+		known[p.GetName()] = true
+	}
+	for _, r := range a.snap.OfKind(config.KindAuthorizationPolicy) {
+		s := r.Spec.(*securityv1beta1.AuthorizationPolicy)
+		if s.GetAction() != securityv1beta1.AuthorizationPolicy_CUSTOM {
+			continue
+		}
+		if name := s.GetProvider().GetName(); !known[name] {
+			where := "the mesh config (defaults: no mesh.yaml)"
+			if a.snap.MeshFile != "" {
+				where = a.snap.MeshFile
+			}
+			a.add(CodeUnknownProvider, Error, r, "extension provider %q is not declared in extensionProviders of %s; requests it selects will be denied", name, where)
+		}
+	}
+}
+
+// selectorsWithoutWorkloads: a policy whose selector matches no declared
+// workload. Skipped when the snapshot declares no workload at all (nothing
+// to compare with, e.g. when analyzing policies alone). Gateway selectors
+// count as workloads, since gateways are often not declared otherwise.
+func (a *analyzer) selectorsWithoutWorkloads() {
+	if len(a.workloads) == 0 {
+		return
+	}
+	for _, r := range a.snap.Resources {
+		sc, ok := r.Spec.(config.Scoped)
+		if !ok || r.Kind == config.KindDestinationRule {
+			continue
+		}
+		labels := sc.GetSelector().GetMatchLabels()
+		if len(labels) == 0 {
+			continue
+		}
+		if a.matchesWorkload(r.Meta.Namespace, labels) {
+			continue
+		}
+		a.add(CodeSelectorNoMatch, Warning, r, "selector %s matches no workload in namespace %s", formatLabels(labels), r.Meta.Namespace)
+	}
+}
+
+func (a *analyzer) matchesWorkload(ns string, labels map[string]string) bool {
+	for _, w := range a.workloads {
+		if (ns == a.rootNS || w.Namespace == ns) && config.MatchLabels(labels, w.Labels) {
+			return true
+		}
+	}
+	for _, g := range a.gatewaySelectors {
+		if config.MatchLabels(labels, g) {
+			return true
+		}
+	}
+	return false
+}
+
+func formatLabels(m map[string]string) string {
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, k+"="+v)
+	}
+	sortStrings(parts)
+	return strings.Join(parts, ",")
+}
