@@ -150,7 +150,9 @@ func TestRun(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		env := map[string]string{"PORT": port}
-		go func() { done <- run(ctx, []string{"catalogdetail"}, func(k string) string { return env[k] }, io.Discard) }()
+		go func() {
+			done <- run(ctx, []string{"catalogdetail"}, func(k string) string { return env[k] }, io.Discard)
+		}()
 
 		var resp *http.Response
 		for i := 0; i < 100; i++ {
