@@ -274,3 +274,27 @@ func TestHeaderMatcher(t *testing.T) {
 		t.Error("an empty matcher must match nothing")
 	}
 }
+
+// TestHTTPOverTLS: WithTLS reaches an authorizer that serves HTTPS.
+func TestHTTPOverTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("X-Over", "tls")
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	c := newTestClient(t, httpProvider(addr, &httpOpts{HeadersToUpstreamOnAllow: []string{"x-over"}}),
+		WithTLS(srv.Client().Transport.(*http.Transport).TLSClientConfig))
+	res, err := c.Check(context.Background(), productInput(nil))
+	if err != nil || !res.Allowed || len(res.UpstreamHeaders) != 1 || res.UpstreamHeaders[0].Value != "tls" {
+		t.Fatalf("Check = %+v, %v", res, err)
+	}
+	// Without TLS the same authorizer cannot be reached: fail closed.
+	plain := newTestClient(t, httpProvider(addr, nil))
+	if res, err := plain.Check(context.Background(), productInput(nil)); err != nil || res.Allowed {
+		t.Fatalf("plaintext Check = %+v, %v; want a denial", res, err)
+	}
+}

@@ -29,14 +29,15 @@ func buildCheckRequest(cfg *config, in *CheckInput, now func() time.Time) *authv
 	if id == "" {
 		id = randomStreamID()
 	}
+	// Proto strings must be valid UTF-8; Envoy sanitizes the same way.
 	httpReq := &authv3.AttributeContext_HttpRequest{
 		Id:       id,
-		Method:   in.Method,
-		Path:     in.Path,
-		Host:     in.Host,
-		Scheme:   in.Scheme,
+		Method:   utf8(in.Method),
+		Path:     utf8(in.Path),
+		Host:     utf8(in.Host),
+		Scheme:   utf8(in.Scheme),
 		Size:     in.Size,
-		Protocol: in.Protocol,
+		Protocol: utf8(in.Protocol),
 		Headers:  headerMap(in),
 	}
 	if b := cfg.body; b != nil && in.Body != nil {
@@ -49,39 +50,49 @@ func buildCheckRequest(cfg *config, in *CheckInput, now func() time.Time) *authv
 		if b.packAsBytes || cfg.kind == kindHTTP {
 			httpReq.RawBody = body
 		} else {
-			httpReq.Body = strings.ToValidUTF8(string(body), "!")
+			httpReq.Body = utf8(string(body))
 		}
 		httpReq.Headers[partialBodyHeader] = strconv.FormatBool(partial)
 	}
+	var ext map[string]string
+	if len(in.ContextExtensions) > 0 {
+		ext = make(map[string]string, len(in.ContextExtensions))
+		for k, v := range in.ContextExtensions {
+			ext[utf8(k)] = utf8(v)
+		}
+	}
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Source:      peer(in.SourceAddress, in.SourcePrincipal),
-		Destination: peer(in.DestinationAddress, in.DestinationPrincipal),
+		Source:      peer(in.SourceAddress, utf8(in.SourcePrincipal)),
+		Destination: peer(in.DestinationAddress, utf8(in.DestinationPrincipal)),
 		Request: &authv3.AttributeContext_Request{
 			Time: timestamppb.New(t),
 			Http: httpReq,
 		},
-		ContextExtensions: in.ContextExtensions,
+		ContextExtensions: ext,
 	}}
 }
+
+// utf8 replaces invalid UTF-8 with '!', as Envoy's sanitizeUtf8String does.
+func utf8(s string) string { return strings.ToValidUTF8(s, "!") }
 
 // headerMap is Envoy's view of the request headers: lower-case names, the
 // pseudo-headers first, repeated headers joined with ",".
 func headerMap(in *CheckInput) map[string]string {
 	m := make(map[string]string, len(in.Headers)+4)
-	m[":authority"] = in.Host
-	m[":method"] = in.Method
-	m[":path"] = in.Path
+	m[":authority"] = utf8(in.Host)
+	m[":method"] = utf8(in.Method)
+	m[":path"] = utf8(in.Path)
 	if in.Scheme != "" {
-		m[":scheme"] = in.Scheme
+		m[":scheme"] = utf8(in.Scheme)
 	}
 	for name, values := range in.Headers {
-		k := strings.ToLower(name)
+		k := utf8(strings.ToLower(name))
 		// A client must not be able to claim the body is (not) partial, and
 		// the pseudo-headers come from the request line.
 		if k == partialBodyHeader || strings.HasPrefix(k, ":") || k == "host" {
 			continue
 		}
-		v := strings.ToValidUTF8(strings.Join(values, ","), "!")
+		v := utf8(strings.Join(values, ","))
 		if prev, ok := m[k]; ok {
 			v = prev + "," + v
 		}
