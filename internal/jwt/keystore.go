@@ -126,6 +126,22 @@ func (k *KeyStore) Refresh(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Run refreshes every key set each RefreshInterval until ctx ends, so keys
+// stay fresh on a workload without traffic. It is optional: requests
+// refresh stale keys on their own. Failures are logged per key set.
+func (k *KeyStore) Run(ctx context.Context) {
+	t := time.NewTicker(k.refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = k.Refresh(ctx)
+		}
+	}
+}
+
 // keySource is where a rule's keys come from.
 type keySource interface {
 	// keys returns the current keys, fetching them first if there are none.
