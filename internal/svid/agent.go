@@ -287,7 +287,6 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		}
 		if err == nil {
-			a.renewals.WithLabelValues("success").Inc()
 			failures = 0
 			continue
 		}
@@ -371,6 +370,7 @@ func (a *Agent) renew(ctx context.Context) error {
 	if old := a.cur.Load(); old != nil && old.svid.ID != h.svid.ID {
 		return fmt.Errorf("svid: renew: CA issued %s, the agent holds %s", h.svid.ID, old.svid.ID)
 	}
+	a.renewals.WithLabelValues("success").Inc()
 	a.cur.Store(h)
 	a.expiry.Set(float64(h.tls.Leaf.NotAfter.Unix()))
 	a.once.Do(func() { close(a.ready) })

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"crypto/x509"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -189,3 +192,12 @@ func (c *testCA) agentConfig(t *testing.T, ns, sa string, logs *logBuffer) Confi
 		})},
 	}
 }
+
+type (
+	x509Cert   = x509.Certificate
+	x509Bundle = x509bundle.Bundle
+	tdT        = spiffeid.TrustDomain
+	idT        = spiffeid.ID
+)
+
+func idFor(ns, sa string) (spiffeid.ID, error) { return spiffeid.FromSegments(td, "ns", ns, "sa", sa) }

@@ -34,7 +34,9 @@ func NewWorkloadAPI(agent *Agent, logger *slog.Logger) *WorkloadAPI {
 }
 
 // Register adds the service to a gRPC server.
-func (w *WorkloadAPI) Register(g grpc.ServiceRegistrar) { workload.RegisterSpiffeWorkloadAPIServer(g, w) }
+func (w *WorkloadAPI) Register(g grpc.ServiceRegistrar) {
+	workload.RegisterSpiffeWorkloadAPIServer(g, w)
+}
 
 // Serve listens on the unix socket at path (replacing a stale one) until ctx
 // ends. The socket is made 0660: access is by file permission.
