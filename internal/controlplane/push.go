@@ -30,6 +30,8 @@ const (
 	MetaInbound = "INBOUND"
 	// MetaApp is a struct of service port → the app's host:port.
 	MetaApp = "APP"
+	// MetaAdmin is the sidecar's admin listener, host:port.
+	MetaAdmin = "ADMIN"
 	// MetaGateway marks an ingress gateway; MetaLabels are its labels.
 	MetaGateway = "GATEWAY"
 	MetaLabels  = "LABELS"
@@ -71,6 +73,7 @@ type ProxyStatus struct {
 	LastNack    string            `json:"lastNack,omitempty"`
 	Inbound     map[uint32]string `json:"inbound,omitempty"`
 	App         map[uint32]string `json:"app,omitempty"`
+	Admin       string            `json:"admin,omitempty"`
 }
 
 // PeerVerifier verifies a proxy's certificate chain (leaf first) and
@@ -171,7 +174,8 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		s.log.Warn("proxy refused", "node", first.GetNode().GetId(), "err", err)
 		return err
 	}
-	st := &ProxyStatus{ID: first.GetNode().GetId(), Identity: id, Connected: true, ConnectedAt: time.Now(), Acked: map[string]string{}, App: map[uint32]string{}}
+	st := &ProxyStatus{ID: first.GetNode().GetId(), Identity: id, Connected: true, ConnectedAt: time.Now(), Acked: map[string]string{}, App: map[uint32]string{},
+		Admin: first.GetNode().GetMetadata().GetFields()[MetaAdmin].GetStringValue()}
 	for k, v := range first.GetNode().GetMetadata().GetFields()[MetaApp].GetStructValue().GetFields() {
 		if n, err := strconv.ParseUint(k, 10, 16); err == nil {
 			st.App[uint32(n)] = v.GetStringValue()

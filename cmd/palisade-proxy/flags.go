@@ -1,0 +1,170 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"palisade.dev/palisade/internal/config"
+	"palisade.dev/palisade/internal/proxy"
+)
+
+// sidecarFlags are the sidecar's command line, validated strictly: a
+// proxy never starts half-configured.
+type sidecarFlags struct {
+	workload       string
+	serviceAccount string
+	service        string
+	labels         labelFlag
+	controlPlane   string
+	trustDomain    string
+	bundle         string
+	inbound        inboundFlag
+	outbound       outboundFlag
+	httpProxy      string
+	admin          string
+	workloadAPI    string
+	certTTL        time.Duration
+	renewFraction  float64
+	accessLog      string
+	logFormat      string
+}
+
+func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
+	f := &sidecarFlags{labels: labelFlag{}}
+	fs := flag.NewFlagSet("palisade-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.workload, "workload", "", "the workload this sidecar serves, namespace/name (required)")
+	fs.StringVar(&f.serviceAccount, "service-account", "default", "the workload's service account")
+	fs.StringVar(&f.service, "service", "", "the service the workload backs (default: the workload's name)")
+	fs.Var(f.labels, "label", "a workload label key=value (repeatable)")
+	fs.StringVar(&f.controlPlane, "control-plane", "", "control plane address host:port (required)")
+	fs.StringVar(&f.trustDomain, "trust-domain", config.DefaultTrustDomain, "the mesh's trust domain")
+	fs.StringVar(&f.bundle, "bundle", "", "PEM file with the mesh root(s) to trust the control plane by (required)")
+	fs.Var(&f.inbound, "inbound", "an inbound port: port=N,name=S,protocol=P,listen=HOST:PORT,app=HOST:PORT (repeatable)")
+	fs.Var(&f.outbound, "outbound", "a local port for one upstream: listen=HOST:PORT,target=HOST:PORT (repeatable)")
+	fs.StringVar(&f.httpProxy, "http-proxy", "", "outbound HTTP proxy listener for the app's HTTP_PROXY, host:port")
+	fs.StringVar(&f.admin, "admin", "127.0.0.1:15000", "admin listener: /ready, /metrics, /config_dump, /certs")
+	fs.StringVar(&f.workloadAPI, "workload-api", "", "unix socket path to serve the SPIFFE Workload API on")
+	fs.DurationVar(&f.certTTL, "cert-ttl", 0, "workload certificate lifetime to ask for (default: the CA's, 24h)")
+	fs.Float64Var(&f.renewFraction, "renew-fraction", 0.5, "renew the certificate after this fraction of its lifetime")
+	fs.StringVar(&f.accessLog, "access-log", "-", "access log file, - for standard output, empty for none")
+	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var errs []error
+	if f.workload == "" {
+		errs = append(errs, errors.New("--workload is required"))
+	} else if ns, name, ok := strings.Cut(f.workload, "/"); !ok || !config.IsDNS1123Label(ns) || !config.IsDNS1123Subdomain(name) {
+		errs = append(errs, fmt.Errorf("--workload %q: want namespace/name", f.workload))
+	}
+	if f.controlPlane == "" {
+		errs = append(errs, errors.New("--control-plane is required"))
+	}
+	if f.bundle == "" {
+		errs = append(errs, errors.New("--bundle is required"))
+	}
+	if f.renewFraction <= 0 || f.renewFraction >= 1 {
+		errs = append(errs, fmt.Errorf("--renew-fraction %v: must be between 0 and 1", f.renewFraction))
+	}
+	if f.logFormat != "json" && f.logFormat != "text" {
+		errs = append(errs, fmt.Errorf("--log-format %q: json or text", f.logFormat))
+	}
+	if f.service == "" && f.workload != "" {
+		_, f.service, _ = strings.Cut(f.workload, "/")
+	}
+	return f, errors.Join(errs...)
+}
+
+type labelFlag map[string]string
+
+func (l labelFlag) String() string { return fmt.Sprint(map[string]string(l)) }
+func (l labelFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("label %q: want key=value", s)
+	}
+	l[k] = v
+	return nil
+}
+
+type inboundFlag []proxy.InboundPort
+
+func (f *inboundFlag) String() string { return fmt.Sprint(*f) }
+func (f *inboundFlag) Set(s string) error {
+	kv, err := keyValues(s, "port", "name", "protocol", "listen", "app")
+	if err != nil {
+		return err
+	}
+	n, err := strconv.ParseUint(kv["port"], 10, 16)
+	if err != nil || n == 0 {
+		return fmt.Errorf("inbound %q: port must be 1-65535", s)
+	}
+	for _, k := range []string{"listen", "app"} {
+		if _, _, err := net.SplitHostPort(kv[k]); err != nil {
+			return fmt.Errorf("inbound %q: %s: %w", s, k, err)
+		}
+	}
+	*f = append(*f, proxy.InboundPort{Port: uint32(n), Name: kv["name"], Protocol: proxy.ProtocolOf(kv["protocol"], kv["name"]), Listen: kv["listen"], App: kv["app"]})
+	return nil
+}
+
+type outboundFlag []proxy.OutboundPort
+
+func (f *outboundFlag) String() string { return fmt.Sprint(*f) }
+func (f *outboundFlag) Set(s string) error {
+	kv, err := keyValues(s, "listen", "target")
+	if err != nil {
+		return err
+	}
+	for _, k := range []string{"listen", "target"} {
+		if _, _, err := net.SplitHostPort(kv[k]); err != nil {
+			return fmt.Errorf("outbound %q: %s: %w", s, k, err)
+		}
+	}
+	*f = append(*f, proxy.OutboundPort{Listen: kv["listen"], Target: kv["target"]})
+	return nil
+}
+
+func keyValues(s string, known ...string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q: want key=value pairs", s)
+		}
+		found := false
+		for _, n := range known {
+			found = found || n == k
+		}
+		if !found {
+			return nil, fmt.Errorf("%q: unknown key %q (known: %s)", s, k, strings.Join(known, ", "))
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func openAccessLog(path string) (io.Writer, func(), error) {
+	switch path {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return os.Stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}

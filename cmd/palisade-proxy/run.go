@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"palisade.dev/palisade/internal/config"
+	"palisade.dev/palisade/internal/identity"
+	"palisade.dev/palisade/internal/jwt"
+	"palisade.dev/palisade/internal/proxy"
+	"palisade.dev/palisade/internal/svid"
+	"palisade.dev/palisade/internal/telemetry"
+	"palisade.dev/palisade/internal/xds"
+)
+
+// Node metadata keys, as the control plane reads them.
+const (
+	metaInbound = "INBOUND"
+	metaApp     = "APP"
+	metaAdmin   = "ADMIN"
+)
+
+func run(ctx context.Context, args []string) error {
+	f, err := parseFlags(args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(f.logFormat, os.Stderr)
+	token := os.Getenv("PALISADE_JOIN_TOKEN")
+	os.Unsetenv("PALISADE_JOIN_TOKEN")
+
+	td, err := spiffeid.TrustDomainFromString(f.trustDomain)
+	if err != nil {
+		return fmt.Errorf("--trust-domain: %w", err)
+	}
+	pemBytes, err := os.ReadFile(f.bundle)
+	if err != nil {
+		return fmt.Errorf("--bundle: %w", err)
+	}
+	roots, err := identity.ParseBundlePEM(td, pemBytes)
+	if err != nil {
+		return fmt.Errorf("--bundle %s: %w", f.bundle, err)
+	}
+	ns, name, _ := strings.Cut(f.workload, "/")
+	id, err := identity.ForServiceAccount(td, ns, f.serviceAccount)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	agent, err := svid.NewAgent(svid.Config{
+		CAAddress: f.controlPlane, CARoots: roots, JoinToken: token, ID: id, TTL: f.certTTL,
+		RenewFraction: f.renewFraction, Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	defer agent.Close()
+	go agent.Run(ctx) //nolint:errcheck // ends with ctx
+	select {
+	case <-agent.Ready():
+	case <-ctx.Done():
+		return nil
+	case <-time.After(30 * time.Second):
+		return errors.New("no workload certificate after 30s: is the control plane up and the join token valid?")
+	}
+	log.Info("workload certificate obtained", "spiffeId", id.String())
+
+	self := proxy.Self{
+		Ref:            config.WorkloadRef{Namespace: ns, Name: name, Labels: f.labels, Services: []string{f.service}},
+		ServiceAccount: f.serviceAccount,
+	}
+	keys := jwt.NewKeyStore(jwt.KeyStoreOptions{Logger: log})
+	cc := &proxy.Compiler{Self: self, Keys: keys}
+	store := proxy.NewStore(log, cc.Compile)
+	store.OnChange(func(c *proxy.Compiled) {
+		if c.Bundle != nil {
+			agent.SetBundle(c.Bundle)
+		}
+	})
+
+	metrics, err := telemetry.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	w, closeLog, err := openAccessLog(f.accessLog)
+	if err != nil {
+		return fmt.Errorf("--access-log: %w", err)
+	}
+	defer closeLog()
+	tel := &proxy.Telemetry{Metrics: metrics}
+	if w != nil {
+		tel.AccessLog = telemetry.NewAccessLog(w)
+	}
+	p := proxy.New(proxy.Options{Self: self, Inbound: f.inbound, HTTP: f.httpProxy, Outbound: f.outbound}, store, agent, tel, log)
+	if err := p.Listen(); err != nil {
+		return err
+	}
+
+	conn, err := grpc.NewClient(f.controlPlane, grpc.WithTransportCredentials(credentials.NewTLS(
+		xds.ClientTLS(td, agent.Bundle, agent.GetClientCertificate))))
+	if err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
+	defer conn.Close()
+	meta, err := nodeMetadata(p.Options(), f.admin)
+	if err != nil {
+		return err
+	}
+	xc := &xds.Client{Conn: conn, Node: &corev3.Node{Id: f.workload, Metadata: meta}, Handler: store, Log: log}
+	go xc.Run(ctx) //nolint:errcheck // ends with ctx
+
+	if f.workloadAPI != "" {
+		api := svid.NewWorkloadAPI(agent, log)
+		go func() {
+			if err := api.Serve(ctx, f.workloadAPI); err != nil {
+				log.Error("SPIFFE Workload API stopped", "socket", f.workloadAPI, "err", err)
+			}
+		}()
+	}
+	admin, err := proxy.StartAdmin(f.admin, proxy.AdminSources{Store: store, Certs: agent, Keys: keys, Registry: reg}, log)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	log.Info("sidecar started", "workload", f.workload, "admin", admin.Addr())
+	return p.Serve(ctx)
+}
+
+func nodeMetadata(o proxy.Options, admin string) (*structpb.Struct, error) {
+	in, app := map[string]any{}, map[string]any{}
+	for _, p := range o.Inbound {
+		k := strconv.FormatUint(uint64(p.Port), 10)
+		in[k], app[k] = p.Listen, p.App
+	}
+	return structpb.NewStruct(map[string]any{metaInbound: in, metaApp: app, metaAdmin: admin})
+}
+
+func newLogger(format string, w io.Writer) *slog.Logger {
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, nil))
+	}
+	return slog.New(slog.NewJSONHandler(w, nil))
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"palisade.dev/palisade/internal/controlplane"
+	"palisade.dev/palisade/internal/identity"
+	"palisade.dev/palisade/internal/svid"
+)
+
+func runProxyConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) < 2 || (args[0] != "secret" && args[0] != "jwt") {
+		fmt.Fprintln(stderr, "Usage: palisade proxy-config secret|jwt NAMESPACE/WORKLOAD [-o text|json|pem]")
+		return exitError{code: 2}
+	}
+	what, target := args[0], args[1]
+	fs := flag.NewFlagSet("palisade proxy-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	state := fs.String("state", ".palisade", "state directory of the running mesh")
+	admin := fs.String("admin", "", "control plane admin address (default: from the state directory)")
+	out := fs.String("o", "text", "output: text, json, or pem (secret only)")
+	if err := fs.Parse(args[2:]); err != nil {
+		return exitError{code: 2}
+	}
+	key, err := controlplane.ParseWorkloadKey(target)
+	if err != nil {
+		return exitError{code: 2, err: err}
+	}
+	var proxies []controlplane.ProxyStatus
+	if err := adminGet(ctx, *state, *admin, "/api/proxies", &proxies); err != nil {
+		return err
+	}
+	var proxyAdmin string
+	for _, p := range proxies {
+		if p.ID == key.String() {
+			proxyAdmin = p.Admin
+		}
+	}
+	if proxyAdmin == "" {
+		return fmt.Errorf("no connected sidecar for %s", key)
+	}
+	switch what {
+	case "secret":
+		var certs struct {
+			ChainPEM string    `json:"chainPEM"`
+			RenewAt  time.Time `json:"renewAt"`
+		}
+		if err := getJSON(ctx, "http://"+proxyAdmin+"/certs", &certs); err != nil {
+			return err
+		}
+		return printSecret(stdout, []byte(certs.ChainPEM), certs.RenewAt, *out)
+	default:
+		var v any
+		if err := getJSON(ctx, "http://"+proxyAdmin+"/jwt", &v); err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+}
+
+func getJSON(ctx context.Context, u string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%s: %s: %s", u, resp.Status, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func printSecret(w io.Writer, chainPEM []byte, renewAt time.Time, format string) error {
+	chain, err := identity.ParseCertificatesPEM(chainPEM)
+	if err != nil {
+		return err
+	}
+	d, err := svid.Describe(chain, time.Now(), renewAt)
+	if err != nil {
+		return err
+	}
+	switch format {
+	case "pem":
+		_, err = w.Write(d.PEM())
+	case "json":
+		var b []byte
+		if b, err = d.JSON(); err == nil {
+			_, err = fmt.Fprintf(w, "%s\n", b)
+		}
+	default:
+		_, err = io.WriteString(w, d.Text())
+	}
+	return err
+}
