@@ -7,7 +7,8 @@
 // immutable; Evaluate does not allocate. The sidecar calls Custom first
 // (and its external authorizer when a CUSTOM policy matches), then
 // Evaluate. Explain gives the same answer with the reasons, for
-// `palisade authz check`. NormalizePath implements the mesh's path
+// `palisade authz check`; Validate compiles every policy whether or not it
+// applies, for `palisade analyze`. NormalizePath implements the mesh's path
 // normalization, applied by the caller before matching and forwarding.
 //
 // # Semantics
