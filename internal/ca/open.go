@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"palisade.dev/palisade/internal/identity"
 )
 
@@ -105,4 +107,20 @@ func LoadCACerts(dir string, opts Options) (*Authority, error) {
 	defer a.mu.Unlock()
 	a.refreshLocked(now)
 	return a, nil
+}
+
+// StateTrustDomain reads the trust domain a state directory was made for.
+func StateTrustDomain(dir string) (spiffeid.TrustDomain, error) {
+	st, err := readState(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return spiffeid.TrustDomain{}, fmt.Errorf("ca: open %s: %w", dir, errNoState)
+	}
+	if err != nil {
+		return spiffeid.TrustDomain{}, fmt.Errorf("ca: open %s: %w", dir, err)
+	}
+	td, err := spiffeid.TrustDomainFromString(st.TrustDomain)
+	if err != nil {
+		return spiffeid.TrustDomain{}, fmt.Errorf("ca: open %s: %w", dir, err)
+	}
+	return td, nil
 }
