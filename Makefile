@@ -1,0 +1,50 @@
+# Palisade: `make up` runs the sample mesh; `make ci` runs every check and
+# test, installing what a fresh machine lacks.
+GO      ?= go
+BIN     := $(CURDIR)/bin
+PEERS   := tools/opa/bin/opa-envoy-plugin tools/opa/bin/opa tools/dex/bin/dex tools/cfssl/bin/cfssl
+export PATH := $(BIN):$(PATH)
+
+.PHONY: all build up deps peers check test e2e bench bench-quick ci clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/palisade ./cmd/palisade-proxy ./examples/workshop/cmd/workshop-app ./examples/authorizer
+
+up: build
+	$(BIN)/palisade up examples/workshop
+
+# System packages the tests drive as real peers (openssl, curl).
+deps:
+	scripts/deps.sh
+
+# Real third-party servers, built from pinned modules.
+peers: $(PEERS)
+tools/opa/bin/opa-envoy-plugin tools/opa/bin/opa:
+	tools/opa/build.sh
+tools/dex/bin/dex:
+	tools/dex/build.sh
+tools/cfssl/bin/cfssl:
+	tools/cfssl/build.sh
+
+check:
+	@out=$$(gofmt -l cmd internal examples test bench 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: build
+	$(GO) test -race -count=1 ./...
+
+e2e: build peers
+	$(GO) test -race -count=1 -timeout 20m ./test/e2e/...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+bench-quick: build
+	$(GO) test -run '^$$' -bench . -benchtime 100x -benchmem ./internal/authz ./internal/jwt ./internal/xfcc ./internal/telemetry
+
+ci: deps peers check test bench-quick
+
+clean:
+	rm -rf $(BIN) tools/*/bin

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the system packages Palisade's tests use as real peers, when
+# missing: openssl (verifies issued chains), curl (plain clients), gcc for
+# the cgo build of Dex.
+set -euo pipefail
+need=()
+command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+command -v gcc >/dev/null || need+=(gcc)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
