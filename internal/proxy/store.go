@@ -91,6 +91,13 @@ func (s *Store) Apply(typeURL string, upserts []*xds.Resource, removed []string)
 	return nil
 }
 
+// Raw returns the resources in force. Callers must not modify them.
+func (s *Store) Raw() Resources {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.raw
+}
+
 // Names returns the names of one type's resources, sorted.
 func (r Resources) Names(typeURL string) []string {
 	out := make([]string, 0, len(r[typeURL]))

@@ -1,0 +1,121 @@
+package proxy
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"palisade.dev/palisade/internal/jwt"
+)
+
+// ChainSource is the workload's current certificate chain.
+type ChainSource interface {
+	Chain() []*x509.Certificate
+	RenewAt() time.Time
+}
+
+// AdminSources is what the admin listener reports on.
+type AdminSources struct {
+	Store    *Store
+	Certs    ChainSource
+	Keys     *jwt.KeyStore
+	Registry *prometheus.Registry
+}
+
+// Admin is the sidecar's admin listener, on loopback: readiness, metrics
+// and what `palisade proxy-config` reads.
+type Admin struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+// StartAdmin serves the admin API on addr.
+func StartAdmin(addr string, s AdminSources, log *slog.Logger) (*Admin, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: admin listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-s.Store.Ready():
+		default:
+			http.Error(w, "config not received yet", http.StatusServiceUnavailable)
+			return
+		}
+		if len(s.Certs.Chain()) == 0 {
+			http.Error(w, "no certificate yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n")) //nolint:errcheck
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, r *http.Request) {
+		out := map[string]any{}
+		if c := s.Store.Current(); c != nil {
+			out["version"] = c.Version
+		}
+		res := map[string]map[string]json.RawMessage{}
+		for t, m := range s.Store.Raw() {
+			res[t] = map[string]json.RawMessage{}
+			for name, msg := range m {
+				b, err := protojson.Marshal(msg)
+				if err != nil {
+					continue
+				}
+				res[t][name] = b
+			}
+		}
+		out["resources"] = res
+		writeJSON(w, out)
+	})
+	mux.HandleFunc("GET /certs", func(w http.ResponseWriter, r *http.Request) {
+		chain := s.Certs.Chain()
+		if len(chain) == 0 {
+			http.Error(w, "no certificate yet", http.StatusServiceUnavailable)
+			return
+		}
+		var pemOut []byte
+		for _, c := range chain {
+			pemOut = append(pemOut, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+		}
+		writeJSON(w, map[string]any{"chainPEM": string(pemOut), "renewAt": s.Certs.RenewAt()})
+	})
+	mux.HandleFunc("GET /jwt", func(w http.ResponseWriter, r *http.Request) {
+		out := map[string]any{"keySets": s.Keys.Status()}
+		if c := s.Store.Current(); c != nil && c.JWT != nil {
+			out["rules"] = c.JWT.Rules()
+		}
+		writeJSON(w, out)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin listener stopped", "err", err)
+		}
+	}()
+	return &Admin{ln: ln, srv: srv}, nil
+}
+
+// Addr is the bound address.
+func (a *Admin) Addr() string { return a.ln.Addr().String() }
+
+// Close stops the admin listener.
+func (a *Admin) Close() error { return a.srv.Close() }
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v) //nolint:errcheck
+}
