@@ -60,9 +60,14 @@ func (c *checker) serviceRole(s *ServiceRoleSpec) {
 		c.nonEmpty(p+".services", r.Services)
 		c.nonEmpty(p+".methods", r.Methods)
 		c.nonEmpty(p+".paths", r.Paths)
-		for j, port := range append(append([]int32{}, r.Ports...), r.NotPorts...) {
-			if port < 1 || port > 65535 {
-				c.errorf(fmt.Sprintf("%s.ports[%d]", p, j), "port number %d must be in the range 1..65535", port)
+		for _, l := range []struct {
+			name  string
+			ports []int32
+		}{{"ports", r.Ports}, {"notPorts", r.NotPorts}} {
+			for j, port := range l.ports {
+				if port < 1 || port > 65535 {
+					c.errorf(fmt.Sprintf("%s.%s[%d]", p, l.name, j), "port number %d must be in the range 1..65535", port)
+				}
 			}
 		}
 		for j, con := range r.Constraints {
