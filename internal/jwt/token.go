@@ -1,12 +1,10 @@
 package jwt
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"strings"
 )
@@ -189,86 +187,77 @@ func decodeSegment(s string) ([]byte, error) {
 var errDuplicate = errors.New("duplicate member")
 
 // decodeObject decodes a JSON object, refusing duplicate member names at
-// any depth and anything after the object, so that every reader of the
-// token sees the same claims.
+// any depth, nesting deeper than maxDepth and anything after the object,
+// so that every reader of the token sees the same claims.
 func decodeObject(b []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	tok, err := dec.Token()
-	if err != nil {
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, err
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, fmt.Errorf("not a JSON object")
+	if m == nil {
+		return nil, errors.New("not a JSON object")
 	}
-	obj, err := readObject(dec, 0)
-	if err != nil {
+	if err := checkMembers(b); err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("data after the JSON object")
-	}
-	return obj, nil
+	return m, nil
 }
 
 const maxDepth = 32
 
-func readObject(dec *json.Decoder, depth int) (map[string]any, error) {
-	if depth > maxDepth {
-		return nil, fmt.Errorf("JSON nested deeper than %d", maxDepth)
+// checkMembers finds duplicate member names in JSON that json.Unmarshal
+// has already accepted, so it only has to track strings and nesting.
+// Names are compared as json.Unmarshal stores them: unescaped, with
+// invalid UTF-8 replaced.
+func checkMembers(b []byte) error {
+	type frame struct {
+		obj  bool
+		seen map[string]struct{}
 	}
-	obj := make(map[string]any)
-	for dec.More() {
-		kt, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		k, ok := kt.(string)
-		if !ok {
-			return nil, fmt.Errorf("member name is %T", kt)
-		}
-		if _, dup := obj[k]; dup {
-			return nil, fmt.Errorf("%w %.32q", errDuplicate, k)
-		}
-		v, err := readValue(dec, depth)
-		if err != nil {
-			return nil, err
-		}
-		obj[k] = v
-	}
-	if _, err := dec.Token(); err != nil { // '}'
-		return nil, err
-	}
-	return obj, nil
-}
-
-func readValue(dec *json.Decoder, depth int) (any, error) {
-	t, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	d, ok := t.(json.Delim)
-	if !ok {
-		return t, nil
-	}
-	switch d {
-	case '{':
-		return readObject(dec, depth+1)
-	case '[':
-		if depth+1 > maxDepth {
-			return nil, fmt.Errorf("JSON nested deeper than %d", maxDepth)
-		}
-		arr := []any{}
-		for dec.More() {
-			v, err := readValue(dec, depth+1)
-			if err != nil {
-				return nil, err
+	var stack []frame
+	expectName := false
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '{', '[':
+			if len(stack) >= maxDepth {
+				return fmt.Errorf("JSON nested deeper than %d", maxDepth)
 			}
-			arr = append(arr, v)
+			stack = append(stack, frame{obj: b[i] == '{'})
+			expectName = b[i] == '{'
+		case '}', ']':
+			stack = stack[:len(stack)-1]
+		case ',':
+			expectName = stack[len(stack)-1].obj
+		case '"':
+			j, escaped := i+1, false
+			for ; b[j] != '"'; j++ {
+				switch {
+				case b[j] == '\\':
+					escaped = true
+					j++
+				case b[j] >= 0x80: // invalid UTF-8 becomes U+FFFD
+					escaped = true
+				}
+			}
+			if expectName {
+				name := string(b[i+1 : j])
+				if escaped {
+					if err := json.Unmarshal(b[i:j+1], &name); err != nil {
+						return err
+					}
+				}
+				f := &stack[len(stack)-1]
+				if _, dup := f.seen[name]; dup {
+					return fmt.Errorf("%w %.32q", errDuplicate, name)
+				}
+				if f.seen == nil {
+					f.seen = make(map[string]struct{}, 8)
+				}
+				f.seen[name] = struct{}{}
+				expectName = false
+			}
+			i = j
 		}
-		if _, err := dec.Token(); err != nil { // ']'
-			return nil, err
-		}
-		return arr, nil
 	}
-	return nil, fmt.Errorf("unexpected %v", d)
+	return nil
 }
