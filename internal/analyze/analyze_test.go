@@ -105,7 +105,7 @@ func TestScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := config.Load(dir)
+	snap, err := config.Load(dir, filepath.Join(dir, "workshop"), filepath.Join(dir, "legacy-rbac"))
 	if err != nil {
 		t.Fatal(err)
 	}

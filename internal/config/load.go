@@ -25,8 +25,10 @@ func isYAML(path string) bool {
 }
 
 // ListFiles expands paths into the YAML files they name: files as given,
-// directories walked recursively for *.yaml and *.yml (skipping hidden
-// entries such as .git). The result is sorted and free of repeats.
+// and the *.yaml and *.yml files directly in each directory (hidden ones
+// skipped). Subdirectories are not read, as `kubectl apply -f DIR` does not
+// read them without -R: a folder of optional extras can sit beside a mesh's
+// config without being applied. The result is sorted and free of repeats.
 func ListFiles(paths ...string) ([]string, error) {
 	seen := map[string]bool{}
 	var out []string
@@ -46,10 +48,10 @@ func ListFiles(paths ...string) ([]string, error) {
 			if err != nil {
 				return err
 			}
+			if path != p && d.IsDir() {
+				return filepath.SkipDir
+			}
 			if path != p && strings.HasPrefix(d.Name(), ".") {
-				if d.IsDir() {
-					return filepath.SkipDir
-				}
 				return nil
 			}
 			if !d.IsDir() && isYAML(path) && !seen[path] {
@@ -66,7 +68,7 @@ func ListFiles(paths ...string) ([]string, error) {
 	return out, nil
 }
 
-// Load reads files and directories (recursively, *.yaml and *.yml) into a
+// Load reads files and directories (*.yaml and *.yml, see ListFiles) into a
 // Snapshot with Version 1. A file named mesh.yaml or mesh.yml is the
 // MeshConfig; without one, Istio's defaults apply. Every problem in every
 // file is reported; any problem fails the load. The same Kind,

@@ -30,8 +30,8 @@ func TestLoad(t *testing.T) {
 		trust   string
 	}{
 		{
-			name:  "directory recursive with yml and mesh",
-			files: map[string]string{"a.yaml": ns("b"), "sub/c.yml": ns("a"), "mesh.yaml": "trustDomain: example.org\n", "notes.txt": "x", ".hidden/x.yaml": "{{ not yaml"},
+			name:  "directory with yml and mesh, subdirectories not read",
+			files: map[string]string{"a.yaml": ns("b"), "c.yml": ns("a"), "sub/d.yaml": "{{ not read", "mesh.yaml": "trustDomain: example.org\n", "notes.txt": "x", ".hidden.yaml": "{{ not yaml"},
 			want:  []string{"Namespace a", "Namespace b"},
 			trust: "example.org",
 		},

@@ -87,7 +87,8 @@ func TestScenarioCopiesMatch(t *testing.T) {
 }
 
 func TestScenarioShapes(t *testing.T) {
-	snap, err := Load(scenarioDir(t))
+	dir := scenarioDir(t)
+	snap, err := Load(dir, filepath.Join(dir, "workshop"), filepath.Join(dir, "legacy-rbac"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,9 +78,9 @@ func TestStore(t *testing.T) {
 		change func()
 		want   string
 	}{
-		{"file added", func() { writeFile(t, filepath.Join(dir, "sub", "b.yaml"), ns("b")) }, "Namespace a,Namespace b"},
+		{"file added", func() { writeFile(t, filepath.Join(dir, "b.yaml"), ns("b")) }, "Namespace a,Namespace b"},
 		{"file changed", func() { writeFile(t, filepath.Join(dir, "a.yaml"), ns("c")) }, "Namespace b,Namespace c"},
-		{"file removed", func() { os.Remove(filepath.Join(dir, "sub", "b.yaml")) }, "Namespace c"},
+		{"file removed", func() { os.Remove(filepath.Join(dir, "b.yaml")) }, "Namespace c"},
 		{"mesh added", func() { writeFile(t, filepath.Join(dir, "mesh.yaml"), "trustDomain: example.org\n") }, "Namespace c"},
 	}
 	for _, st := range steps {
