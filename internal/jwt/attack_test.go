@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -256,14 +257,14 @@ func TestAttackTokensRejected(t *testing.T) {
 			if tt.req != nil {
 				r = tt.req(tok)
 			}
-			before := r.Header.Clone()
+			before, query := r.Header.Clone(), r.URL.RawQuery
 			res, err := e.a.Authenticate(r)
 			if res != nil {
 				t.Fatalf("accepted as %q", res.Principal)
 			}
 			asError(t, err, tt.status, tt.msg)
-			if got := r.Header.Get("Authorization"); got != before.Get("Authorization") {
-				t.Errorf("rejected request was changed: Authorization %q -> %q", before.Get("Authorization"), got)
+			if !reflect.DeepEqual(r.Header, before) || r.URL.RawQuery != query {
+				t.Errorf("rejected request was changed: %v %q -> %v %q", before, query, r.Header, r.URL.RawQuery)
 			}
 		})
 	}

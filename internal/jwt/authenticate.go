@@ -29,17 +29,21 @@ type Result struct {
 // changed. Valid tokens: the first token's Result, and r changed as the
 // rules say (token removed unless forwardOriginalToken, payload and claims
 // copied to headers). Headers the rules write are removed from every
-// request first, so the app can trust them. The request's context bounds
-// any key fetch.
+// request that goes on, so the app can trust them. The request's context
+// bounds any wait for a key fetch.
+//
+// A nil Authenticator, like one compiled from no rules, lets every request
+// through unauthenticated.
 func (a *Authenticator) Authenticate(r *http.Request) (*Result, error) {
+	if a == nil || len(a.rules) == 0 {
+		return nil, nil
+	}
 	toks, e := a.extract(r)
 	if e != nil {
 		return nil, e
 	}
-	for _, h := range a.outputs {
-		r.Header.Del(h)
-	}
 	if len(toks) == 0 {
+		a.dropOutputs(r)
 		return nil, nil
 	}
 	type good struct {
@@ -69,6 +73,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Result, error) {
 	for _, l := range drop { // only once every token is known good
 		remove(r, l)
 	}
+	a.dropOutputs(r)
 	for _, g := range goods {
 		setOutputs(r, g.t, g.r)
 	}
@@ -152,6 +157,13 @@ func (a *Authenticator) check(ctx context.Context, t *token, rl *rule) *Error {
 		kl = kl2
 	}
 	return fail(http.StatusUnauthorized, MsgKidAlgMismatch, "no key with kid %.64q for alg %s among kids %q", t.kid, t.alg, kl.kids)
+}
+
+// dropOutputs removes the headers the rules write, whoever sent them.
+func (a *Authenticator) dropOutputs(r *http.Request) {
+	for _, h := range a.outputs {
+		r.Header.Del(h)
+	}
 }
 
 // setOutputs writes outputPayloadToHeader and outputClaimToHeaders.

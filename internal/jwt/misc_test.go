@@ -114,3 +114,19 @@ jwtRules:
 		t.Errorf("claim headers = %q", r.OutputClaimToHeaders)
 	}
 }
+
+func TestNoRulesLetsEverythingThrough(t *testing.T) {
+	none := mustCompile(t, nil, policy(t, "billing", "elsewhere", "jwtRules:\n- issuer: https://a\n  jwksUri: https://a/keys\n"))
+	for name, a := range map[string]*Authenticator{"nil": nil, "no applicable rules": none} {
+		t.Run(name, func(t *testing.T) {
+			r := bearer("not-a-jwt")
+			res, err := a.Authenticate(r)
+			if res != nil || err != nil {
+				t.Fatalf("got %v, %v", res, err)
+			}
+			if r.Header.Get("Authorization") != "Bearer not-a-jwt" {
+				t.Error("request changed without rules")
+			}
+		})
+	}
+}
