@@ -287,6 +287,16 @@ func TestCompileErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("Validate agrees with Compile", func(t *testing.T) {
+		for _, tt := range tests {
+			if err := Validate(policy(t, "shop", "bad", tt.spec)); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("%s: Validate = %v, want %q", tt.name, err, tt.want)
+			}
+		}
+		if err := Validate(policy(t, "shop", "good", "jwtRules:\n- issuer: https://a\n  jwksUri: https://a/keys")); err != nil {
+			t.Errorf("valid policy: %v", err)
+		}
+	})
 	t.Run("every problem reported", func(t *testing.T) {
 		_, err := Compile([]Policy{policy(t, "shop", "bad", "jwtRules:\n- jwksUri: https://x\n- issuer: https://a\n  fromParams: ['']")}, testWorkload, "istio-system", keys)
 		if err == nil || !strings.Contains(err.Error(), "jwtRules[0].issuer") || !strings.Contains(err.Error(), "jwtRules[1].fromParams") {

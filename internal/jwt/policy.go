@@ -139,6 +139,23 @@ func Compile(policies []Policy, w config.WorkloadRef, rootNS string, keys *KeySt
 	return a, nil
 }
 
+// Validate reports every problem of one RequestAuthentication's jwtRules,
+// as Compile would, without fetching anything: for `palisade analyze` and
+// config validation.
+func Validate(p Policy) error {
+	if p.Spec == nil {
+		return fmt.Errorf("jwt: RequestAuthentication %s: no spec", p.key())
+	}
+	keys := NewKeyStore(KeyStoreOptions{})
+	var errs []error
+	for i, jr := range p.Spec.GetJwtRules() {
+		if _, _, err := compileRule(p.key(), i, jr, keys); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func compileRule(policy string, i int, jr *securityv1beta1.JWTRule, keys *KeyStore) (*rule, []*location, error) {
 	path := fmt.Sprintf("jwt: RequestAuthentication %s: jwtRules[%d]", policy, i)
 	var errs []error
