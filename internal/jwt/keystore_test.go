@@ -270,3 +270,68 @@ func TestConcurrentFirstFetchCoalesced(t *testing.T) {
 		t.Errorf("20 concurrent first requests made %d fetches, want 1", n)
 	}
 }
+
+// Every way a refresh can fail keeps the last good keys.
+func TestBadRefreshKeepsLastGoodKeys(t *testing.T) {
+	s := newSigner(t, "rsa", "k1", "RS256")
+	good := jwksJSON(t, true, s)
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		errHas string
+	}{
+		{"server error", http.StatusInternalServerError, "oops", "500"},
+		{"not found", http.StatusNotFound, "", "404"},
+		{"not JSON", http.StatusOK, "<html>", "parse jwks"},
+		{"no keys", http.StatusOK, `{"keys":[]}`, "no usable public key"},
+		{"only a symmetric key", http.StatusOK, `{"keys":[{"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0","kid":"k1"}]}`, "no usable public key"},
+		{"encryption key only", http.StatusOK, strings.Replace(good, `"kty"`, `"use":"enc","kty"`, 1), "no usable public key"},
+		{"too large", http.StatusOK, `{"keys":[],"pad":"` + strings.Repeat("a", MaxJWKSSize) + `"}`, "more than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			status, body := http.StatusOK, good
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				defer mu.Unlock()
+				w.WriteHeader(status)
+				_, _ = w.Write([]byte(body))
+			}))
+			defer srv.Close()
+			keys := NewKeyStore(KeyStoreOptions{Now: fixedClock(testNow)})
+			a := mustCompile(t, keys, policy(t, "shop", "jwt", "jwtRules:\n- issuer: "+testIssuer+"\n  jwksUri: "+srv.URL+"\n"))
+			if err := keys.Refresh(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			status, body = tt.status, tt.body
+			mu.Unlock()
+			err := keys.Refresh(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tt.errHas) {
+				t.Fatalf("Refresh = %v, want it to mention %q", err, tt.errHas)
+			}
+			if res, err := a.Authenticate(bearer(s.sign(t, claims(testIssuer, nil), nil))); err != nil || res == nil {
+				t.Fatalf("after a bad refresh: %v, %v", res, err)
+			}
+			if st := keys.Status()[0]; st.Keys != 1 || !strings.Contains(st.LastError, tt.errHas) {
+				t.Errorf("status = %+v", st)
+			}
+		})
+	}
+}
+
+// A JWKS entry that does not parse is skipped, as Envoy does.
+func TestJWKSSkipsBadEntries(t *testing.T) {
+	s := newSigner(t, "p256", "ok", "ES256")
+	good := jwksJSON(t, true, s)
+	mixed := strings.Replace(good, `{"keys":[`, `{"keys":[{"kty":"RSA","kid":"broken","n":"!!","e":"AQAB"},{"kty":"weird"},`, 1)
+	a := mustCompile(t, NewKeyStore(KeyStoreOptions{Now: fixedClock(testNow)}), policy(t, "shop", "jwt", "jwtRules:\n- issuer: "+testIssuer+"\n  jwks: '"+mixed+"'\n"))
+	if res, err := a.Authenticate(bearer(s.sign(t, claims(testIssuer, nil), nil))); err != nil || res == nil {
+		t.Fatalf("got %v, %v", res, err)
+	}
+	if n := a.Rules()[0].KeySet.Keys; n != 1 {
+		t.Errorf("%d keys kept, want 1", n)
+	}
+}
