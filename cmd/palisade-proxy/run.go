@@ -85,6 +85,7 @@ func run(ctx context.Context, args []string) error {
 		ServiceAccount: f.serviceAccount,
 	}
 	keys := jwt.NewKeyStore(jwt.KeyStoreOptions{Logger: log})
+	go keys.Run(ctx)
 	cc := &proxy.Compiler{Self: self, Keys: keys}
 	store := proxy.NewStore(log, cc.Compile)
 	store.OnChange(func(c *proxy.Compiled) {

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -80,6 +81,17 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return printCAStatus(stdout, a.Status(), *output)
 	default: // rotate-root
+		if admin, ok := runningMeshAdmin(filepath.Dir(*state)); ok {
+			// The running control plane owns the CA: rotate there, so the
+			// new root is pushed to every proxy at once.
+			var r ca.RootStatus
+			if err := adminPost(ctx, admin, "/api/ca/rotate-root?keyType="+string(kt), &r); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "new root %d (sha256 %s) joined the trust bundle of the running mesh; it issues from %s\n",
+				r.ID, r.Root.SHA256Fingerprint, r.ActiveAt.Format(time.RFC3339))
+			return nil
+		}
 		a, err := ca.Open(*state, opts)
 		if err != nil {
 			return err

@@ -48,6 +48,40 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return tw.Flush()
 }
 
+// runningMeshAdmin returns the admin address of the mesh running with
+// state directory state, if one is.
+func runningMeshAdmin(state string) (string, bool) {
+	b, err := os.ReadFile(filepath.Join(state, localmesh.StateFile))
+	if err != nil {
+		return "", false
+	}
+	var s localmesh.State
+	if json.Unmarshal(b, &s) != nil || s.AdminAddress == "" {
+		return "", false
+	}
+	return s.AdminAddress, true
+}
+
+// adminPost calls one admin API action of the running control plane.
+func adminPost(ctx context.Context, admin, path string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+admin+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("control plane at %s: %w", admin, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("control plane: %s: %s", resp.Status, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
 // adminGet reads one admin API document of the running control plane.
 func adminGet(ctx context.Context, state, admin, path string, v any) error {
 	if admin == "" {

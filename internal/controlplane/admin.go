@@ -8,6 +8,7 @@ import (
 	securityv1beta1 "istio.io/api/security/v1beta1"
 
 	"palisade.dev/palisade/internal/authn"
+	"palisade.dev/palisade/internal/ca"
 	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/identity"
 )
@@ -91,6 +92,20 @@ func (d *Daemon) adminHandler() http.Handler {
 		writeJSON(w, desc)
 	})
 	mux.HandleFunc("GET /api/ca", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.CA.Status()) })
+	mux.HandleFunc("POST /api/ca/rotate-root", func(w http.ResponseWriter, r *http.Request) {
+		kt, err := ca.ParseKeyType(r.URL.Query().Get("keyType"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		st, err := d.CA.RotateRoot(kt)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		d.log.Info("root rotation started", "root", st.ID, "issuesFrom", st.ActiveAt)
+		writeJSON(w, st)
+	})
 	return mux
 }
 

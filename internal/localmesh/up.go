@@ -34,8 +34,11 @@ type Options struct {
 	AdminListen string
 	// CertTTL is the lifetime of workload certificates (default 24h).
 	CertTTL time.Duration
-	Log     *slog.Logger
-	Out     io.Writer // the table and messages for the user
+	// RotationGrace is how long a new root is trusted before it issues
+	// (default 1h).
+	RotationGrace time.Duration
+	Log           *slog.Logger
+	Out           io.Writer // the table and messages for the user
 }
 
 // StateFile is where a running mesh says how to reach it, for `palisade
@@ -78,7 +81,7 @@ func Up(ctx context.Context, o Options) (m *Mesh, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("localmesh: trustDomain: %w", err)
 	}
-	auth, err := ca.OpenOrInit(filepath.Join(o.StateDir, "ca"), ca.Options{TrustDomain: td, DefaultTTL: o.CertTTL, Logger: o.Log})
+	auth, err := ca.OpenOrInit(filepath.Join(o.StateDir, "ca"), ca.Options{TrustDomain: td, DefaultTTL: o.CertTTL, RotationGrace: o.RotationGrace, Logger: o.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -299,4 +302,3 @@ func httpOK(u string) error {
 	}
 	return nil
 }
-
