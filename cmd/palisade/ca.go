@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"palisade.dev/palisade/internal/ca"
+	"palisade.dev/palisade/internal/localmesh"
 )
 
 const caUsage = `usage: palisade ca <command> [flags]
@@ -81,11 +82,11 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return printCAStatus(stdout, a.Status(), *output)
 	default: // rotate-root
-		if admin, ok := runningMeshAdmin(filepath.Dir(*state)); ok {
+		if sock := filepath.Join(filepath.Dir(*state), localmesh.PrivilegedSocket); socketExists(sock) {
 			// The running control plane owns the CA: rotate there, so the
 			// new root is pushed to every proxy at once.
 			var r ca.RootStatus
-			if err := adminPost(ctx, admin, "/api/ca/rotate-root?keyType="+string(kt), &r); err != nil {
+			if err := privilegedPost(ctx, sock, "/api/ca/rotate-root?keyType="+string(kt), &r); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "new root %d (sha256 %s) joined the trust bundle of the running mesh; it issues from %s\n",

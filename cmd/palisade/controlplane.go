@@ -13,6 +13,7 @@ import (
 	"palisade.dev/palisade/internal/ca"
 	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/controlplane"
+	"palisade.dev/palisade/internal/localmesh"
 )
 
 func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -23,6 +24,7 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	cacerts := fs.String("cacerts", "", "use a plug-in intermediate from this directory (Istio's cacerts layout) instead of a self-signed root")
 	grpcAddr := fs.String("listen", "127.0.0.1:15012", "listener for proxies: config push and the CA")
 	adminAddr := fs.String("admin", "127.0.0.1:15014", "admin API listener")
+	privSock := fs.String("privileged-socket", "", "unix socket for join tokens and root rotation (default STATE/control.sock)")
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
 	}
@@ -48,7 +50,12 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	d, err := controlplane.StartDaemon(ctx, controlplane.DaemonOptions{ConfigDir: *dir, Authority: auth, GRPCListen: *grpcAddr, AdminListen: *adminAddr, Log: log})
+	if *privSock == "" {
+		*privSock = filepath.Join(*state, localmesh.PrivilegedSocket)
+	}
+	d, err := controlplane.StartDaemon(ctx, controlplane.DaemonOptions{
+		ConfigDir: *dir, Authority: auth, GRPCListen: *grpcAddr, AdminListen: *adminAddr, PrivilegedSocket: *privSock, Log: log,
+	})
 	if err != nil {
 		return err
 	}

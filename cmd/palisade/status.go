@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -48,31 +49,28 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return tw.Flush()
 }
 
-// runningMeshAdmin returns the admin address of the mesh running with
-// state directory state, if one is.
-func runningMeshAdmin(state string) (string, bool) {
-	b, err := os.ReadFile(filepath.Join(state, localmesh.StateFile))
-	if err != nil {
-		return "", false
-	}
-	var s localmesh.State
-	if json.Unmarshal(b, &s) != nil || s.AdminAddress == "" {
-		return "", false
-	}
-	return s.AdminAddress, true
+// socketExists reports whether path is a unix socket.
+func socketExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode()&os.ModeSocket != 0
 }
 
-// adminPost calls one admin API action of the running control plane.
-func adminPost(ctx context.Context, admin, path string, v any) error {
+// privilegedPost calls an action on the control plane's privileged unix
+// socket.
+func privilegedPost(ctx context.Context, sock, path string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+admin+path, nil)
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://control-plane"+path, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
-		return fmt.Errorf("control plane at %s: %w", admin, err)
+		return fmt.Errorf("control plane at %s: %w", sock, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"time"
 
 	securityv1beta1 "istio.io/api/security/v1beta1"
 
@@ -92,6 +93,18 @@ func (d *Daemon) adminHandler() http.Handler {
 		writeJSON(w, desc)
 	})
 	mux.HandleFunc("GET /api/ca", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.CA.Status()) })
+	return mux
+}
+
+// JoinTokenTTL is how long a join token made through the privileged API
+// stays valid.
+const JoinTokenTTL = 10 * time.Minute
+
+// privilegedHandler serves the operations that change who the mesh
+// trusts: minting join tokens and rotating the root. It is served only on
+// a unix socket that only the control plane's user can open.
+func (d *Daemon) privilegedHandler() http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/ca/rotate-root", func(w http.ResponseWriter, r *http.Request) {
 		kt, err := ca.ParseKeyType(r.URL.Query().Get("keyType"))
 		if err != nil {
@@ -105,6 +118,16 @@ func (d *Daemon) adminHandler() http.Handler {
 		}
 		d.log.Info("root rotation started", "root", st.ID, "issuesFrom", st.ActiveAt)
 		writeJSON(w, st)
+	})
+	mux.HandleFunc("POST /api/join-token", func(w http.ResponseWriter, r *http.Request) {
+		ns, sa := r.URL.Query().Get("namespace"), r.URL.Query().Get("serviceAccount")
+		tok, err := d.Tokens.Issue(ns, sa, JoinTokenTTL)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		d.log.Info("join token issued", "namespace", ns, "serviceAccount", sa)
+		writeJSON(w, map[string]string{"token": tok})
 	})
 	return mux
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"syscall"
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -35,6 +37,7 @@ type Daemon struct {
 	adminLn  net.Listener
 	grpc     *grpc.Server
 	admin    *http.Server
+	priv     *http.Server
 	trustDom spiffeid.TrustDomain
 }
 
@@ -44,8 +47,11 @@ type DaemonOptions struct {
 	Authority   *ca.Authority // the mesh CA
 	GRPCListen  string        // proxies and the CA API, e.g. 127.0.0.1:15012
 	AdminListen string        // admin API, e.g. 127.0.0.1:15014
-	Registry    Registry      // default ConfigRegistry
-	Log         *slog.Logger
+	// PrivilegedSocket is the unix socket (made 0600) for join tokens and
+	// root rotation; "" serves neither.
+	PrivilegedSocket string
+	Registry         Registry // default ConfigRegistry
+	Log              *slog.Logger
 }
 
 // StartDaemon loads the config, binds both listeners and starts serving;
@@ -94,6 +100,13 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 		return nil, fmt.Errorf("controlplane: admin listen %s: %w", o.AdminListen, err)
 	}
 	d.admin = &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	if o.PrivilegedSocket != "" {
+		if err := d.servePrivileged(o.PrivilegedSocket); err != nil {
+			d.grpcLn.Close()
+			d.adminLn.Close()
+			return nil, err
+		}
+	}
 	go d.grpc.Serve(d.grpcLn)   //nolint:errcheck // ends with Stop
 	go d.admin.Serve(d.adminLn) //nolint:errcheck // ends with Close
 
@@ -135,9 +148,31 @@ func (d *Daemon) AdminAddr() string { return d.adminLn.Addr().String() }
 // TrustDomain is the mesh's trust domain.
 func (d *Daemon) TrustDomain() spiffeid.TrustDomain { return d.trustDom }
 
+func (d *Daemon) servePrivileged(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("controlplane: privileged socket: %w", err)
+	}
+	old := syscall.Umask(0o077)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return fmt.Errorf("controlplane: privileged socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("controlplane: privileged socket: %w", err)
+	}
+	d.priv = &http.Server{Handler: d.privilegedHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go d.priv.Serve(ln) //nolint:errcheck // ends with Close
+	return nil
+}
+
 // Stop ends serving.
 func (d *Daemon) Stop() {
 	d.admin.Close()
+	if d.priv != nil {
+		d.priv.Close()
+	}
 	done := make(chan struct{})
 	go func() { d.grpc.GracefulStop(); close(done) }()
 	select {

@@ -45,12 +45,18 @@ type Options struct {
 // status` from another terminal.
 const StateFile = "mesh.json"
 
+// PrivilegedSocket is the control plane's socket for join tokens and root
+// rotation, in the state directory.
+const PrivilegedSocket = "control.sock"
+
 // State is the content of StateFile.
 type State struct {
 	AdminAddress string `json:"adminAddress"`
 	GRPCAddress  string `json:"grpcAddress"`
-	ConfigDir    string `json:"configDir"`
-	PID          int    `json:"pid"`
+	// PrivilegedSocket mints join tokens and rotates the root (0600).
+	PrivilegedSocket string `json:"privilegedSocket"`
+	ConfigDir        string `json:"configDir"`
+	PID              int    `json:"pid"`
 }
 
 // Mesh is a running local mesh.
@@ -91,6 +97,7 @@ func Up(ctx context.Context, o Options) (m *Mesh, err error) {
 	}
 	d, err := controlplane.StartDaemon(ctx, controlplane.DaemonOptions{
 		ConfigDir: o.Dir, Authority: auth, GRPCListen: o.GRPCListen, AdminListen: o.AdminListen, Log: o.Log,
+		PrivilegedSocket: filepath.Join(o.StateDir, PrivilegedSocket),
 	})
 	if err != nil {
 		return nil, err
@@ -101,7 +108,7 @@ func Up(ctx context.Context, o Options) (m *Mesh, err error) {
 			m.Stop()
 		}
 	}()
-	st, _ := json.Marshal(State{AdminAddress: d.AdminAddr(), GRPCAddress: d.GRPCAddr(), ConfigDir: o.Dir, PID: os.Getpid()})
+	st, _ := json.Marshal(State{AdminAddress: d.AdminAddr(), GRPCAddress: d.GRPCAddr(), PrivilegedSocket: filepath.Join(o.StateDir, PrivilegedSocket), ConfigDir: o.Dir, PID: os.Getpid()})
 	if err := os.WriteFile(filepath.Join(o.StateDir, StateFile), st, 0o644); err != nil {
 		return nil, fmt.Errorf("localmesh: write state: %w", err)
 	}
