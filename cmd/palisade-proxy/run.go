@@ -32,6 +32,7 @@ const (
 	metaInbound = "INBOUND"
 	metaApp     = "APP"
 	metaAdmin   = "ADMIN"
+	metaHTTP    = "HTTP_PROXY"
 )
 
 func run(ctx context.Context, args []string) error {
@@ -148,7 +149,7 @@ func nodeMetadata(o proxy.Options, admin string) (*structpb.Struct, error) {
 		k := strconv.FormatUint(uint64(p.Port), 10)
 		in[k], app[k] = p.Listen, p.App
 	}
-	return structpb.NewStruct(map[string]any{metaInbound: in, metaApp: app, metaAdmin: admin})
+	return structpb.NewStruct(map[string]any{metaInbound: in, metaApp: app, metaAdmin: admin, metaHTTP: o.HTTP})
 }
 
 func newLogger(format string, w io.Writer) *slog.Logger {

@@ -32,6 +32,8 @@ const (
 	MetaApp = "APP"
 	// MetaAdmin is the sidecar's admin listener, host:port.
 	MetaAdmin = "ADMIN"
+	// MetaHTTPProxy is the sidecar's outbound HTTP proxy listener.
+	MetaHTTPProxy = "HTTP_PROXY"
 	// MetaGateway marks an ingress gateway; MetaLabels are its labels.
 	MetaGateway = "GATEWAY"
 	MetaLabels  = "LABELS"
@@ -74,6 +76,7 @@ type ProxyStatus struct {
 	Inbound     map[uint32]string `json:"inbound,omitempty"`
 	App         map[uint32]string `json:"app,omitempty"`
 	Admin       string            `json:"admin,omitempty"`
+	HTTPProxy   string            `json:"httpProxy,omitempty"`
 }
 
 // PeerVerifier verifies a proxy's certificate chain (leaf first) and
@@ -175,7 +178,8 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		return err
 	}
 	st := &ProxyStatus{ID: first.GetNode().GetId(), Identity: id, Connected: true, ConnectedAt: time.Now(), Acked: map[string]string{}, App: map[uint32]string{},
-		Admin: first.GetNode().GetMetadata().GetFields()[MetaAdmin].GetStringValue()}
+		Admin:     first.GetNode().GetMetadata().GetFields()[MetaAdmin].GetStringValue(),
+		HTTPProxy: first.GetNode().GetMetadata().GetFields()[MetaHTTPProxy].GetStringValue()}
 	for k, v := range first.GetNode().GetMetadata().GetFields()[MetaApp].GetStructValue().GetFields() {
 		if n, err := strconv.ParseUint(k, 10, 16); err == nil {
 			st.App[uint32(n)] = v.GetStringValue()
