@@ -34,11 +34,19 @@ type sidecarFlags struct {
 	renewFraction  float64
 	accessLog      string
 	logFormat      string
+	// gateway mode
+	gateway        bool
+	gatewayPorts   gatewayFlag
+	credentialsDir string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	f := &sidecarFlags{labels: labelFlag{}}
-	fs := flag.NewFlagSet("palisade-proxy", flag.ContinueOnError)
+	name := "palisade-proxy"
+	if len(args) > 0 && args[0] == "gateway" {
+		f.gateway, name, args = true, "palisade-proxy gateway", args[1:]
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.workload, "workload", "", "the workload this sidecar serves, namespace/name (required)")
 	fs.StringVar(&f.serviceAccount, "service-account", "default", "the workload's service account")
@@ -56,6 +64,10 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.Float64Var(&f.renewFraction, "renew-fraction", 0.5, "renew the certificate after this fraction of its lifetime")
 	fs.StringVar(&f.accessLog, "access-log", "-", "access log file, - for standard output, empty for none")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	if f.gateway {
+		fs.Var(&f.gatewayPorts, "port", "gateway: a Gateway server port and where to listen for it, PORT=HOST:PORT (repeatable)")
+		fs.StringVar(&f.credentialsDir, "credentials-dir", "", "gateway: directory of TLS credentials by credentialName (NAME/tls.crt, tls.key, ca.crt)")
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -79,6 +91,9 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	}
 	if f.logFormat != "json" && f.logFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format %q: json or text", f.logFormat))
+	}
+	if f.gateway && len(f.gatewayPorts) == 0 {
+		errs = append(errs, errors.New("gateway: at least one --port is required"))
 	}
 	if f.service == "" && f.workload != "" {
 		_, f.service, _ = strings.Cut(f.workload, "/")
@@ -167,4 +182,20 @@ func openAccessLog(path string) (io.Writer, func(), error) {
 		return nil, nil, err
 	}
 	return f, func() { f.Close() }, nil
+}
+
+type gatewayFlag []proxy.GatewayListener
+
+func (f *gatewayFlag) String() string { return fmt.Sprint(*f) }
+func (f *gatewayFlag) Set(s string) error {
+	port, addr, ok := strings.Cut(s, "=")
+	n, err := strconv.ParseUint(port, 10, 16)
+	if !ok || err != nil || n == 0 {
+		return fmt.Errorf("port %q: want PORT=HOST:PORT", s)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("port %q: %w", s, err)
+	}
+	*f = append(*f, proxy.GatewayListener{Port: uint32(n), Listen: addr})
+	return nil
 }

@@ -33,6 +33,8 @@ const (
 	metaApp     = "APP"
 	metaAdmin   = "ADMIN"
 	metaHTTP    = "HTTP_PROXY"
+	metaGateway = "GATEWAY"
+	metaLabels  = "LABELS"
 )
 
 func run(ctx context.Context, args []string) error {
@@ -85,6 +87,9 @@ func run(ctx context.Context, args []string) error {
 		Ref:            config.WorkloadRef{Namespace: ns, Name: name, Labels: f.labels, Services: []string{f.service}},
 		ServiceAccount: f.serviceAccount,
 	}
+	if f.gateway {
+		self.Ref.Gateway = name
+	}
 	keys := jwt.NewKeyStore(jwt.KeyStoreOptions{Logger: log})
 	go keys.Run(ctx)
 	cc := &proxy.Compiler{Self: self, Keys: keys}
@@ -108,7 +113,8 @@ func run(ctx context.Context, args []string) error {
 	if w != nil {
 		tel.AccessLog = telemetry.NewAccessLog(w)
 	}
-	p := proxy.New(proxy.Options{Self: self, Inbound: f.inbound, HTTP: f.httpProxy, Outbound: f.outbound}, store, agent, tel, log)
+	p := proxy.New(proxy.Options{Self: self, Inbound: f.inbound, HTTP: f.httpProxy, Outbound: f.outbound,
+		Gateway: f.gatewayPorts, CredentialsDir: f.credentialsDir}, store, agent, tel, log)
 	if err := p.Listen(); err != nil {
 		return err
 	}
@@ -119,7 +125,7 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("control plane: %w", err)
 	}
 	defer conn.Close()
-	meta, err := nodeMetadata(p.Options(), f.admin)
+	meta, err := nodeMetadata(p.Options(), f.admin, f.gateway, f.labels)
 	if err != nil {
 		return err
 	}
@@ -143,8 +149,15 @@ func run(ctx context.Context, args []string) error {
 	return p.Serve(ctx)
 }
 
-func nodeMetadata(o proxy.Options, admin string) (*structpb.Struct, error) {
+func nodeMetadata(o proxy.Options, admin string, gateway bool, labels map[string]string) (*structpb.Struct, error) {
 	in, app := map[string]any{}, map[string]any{}
+	if gateway {
+		ls := map[string]any{}
+		for k, v := range labels {
+			ls[k] = v
+		}
+		return structpb.NewStruct(map[string]any{metaGateway: true, metaLabels: ls, metaAdmin: admin})
+	}
 	for _, p := range o.Inbound {
 		k := strconv.FormatUint(uint64(p.Port), 10)
 		in[k], app[k] = p.Listen, p.App

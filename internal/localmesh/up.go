@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 
 	"palisade.dev/palisade/internal/ca"
 	"palisade.dev/palisade/internal/config"
@@ -37,8 +38,11 @@ type Options struct {
 	// RotationGrace is how long a new root is trusted before it issues
 	// (default 1h).
 	RotationGrace time.Duration
-	Log           *slog.Logger
-	Out           io.Writer // the table and messages for the user
+	// GatewayPortOffset moves the gateway's privileged ports (below 1024)
+	// up, so palisade up needs no privileges: 80 listens on 8080.
+	GatewayPortOffset int
+	Log               *slog.Logger
+	Out               io.Writer // the table and messages for the user
 }
 
 // StateFile is where a running mesh says how to reach it, for `palisade
@@ -65,6 +69,7 @@ type Mesh struct {
 	daemon *controlplane.Daemon
 	procs  []*process
 	rows   []row
+	urls   []string
 }
 
 type row struct {
@@ -123,7 +128,102 @@ func Up(ctx context.Context, o Options) (m *Mesh, err error) {
 			return nil, err
 		}
 	}
+	if ports := gatewayPorts(snap); len(ports) > 0 {
+		if err := m.startGateway(ctx, ports, bundlePath, td); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
+}
+
+// The ingress gateway palisade up runs, as Istio installs it.
+const (
+	GatewayNamespace      = "istio-ingress"
+	GatewayName           = "istio-ingressgateway"
+	GatewayServiceAccount = "istio-ingressgateway-service-account"
+)
+
+// GatewayLabels are the gateway's labels, which Gateway resources and
+// gateway policies select.
+var GatewayLabels = map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}
+
+// gatewayPorts lists the server ports of the Gateways that select the
+// ingress gateway.
+func gatewayPorts(snap *config.Snapshot) []uint32 {
+	seen := map[uint32]bool{}
+	var out []uint32
+	for _, r := range snap.OfKind(config.KindGateway) {
+		g := r.Spec.(*networkingv1alpha3.Gateway)
+		if !config.MatchLabels(g.GetSelector(), GatewayLabels) {
+			continue
+		}
+		for _, s := range g.GetServers() {
+			if n := s.GetPort().GetNumber(); !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// GatewayAddress is where the local gateway listens for a Gateway port:
+// privileged ports move up by the offset (80 → 8080), others stay.
+func GatewayAddress(port uint32, offset int) string {
+	if port < 1024 {
+		return fmt.Sprintf("127.0.0.1:%d", int(port)+offset)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
+func (m *Mesh) startGateway(ctx context.Context, ports []uint32, bundlePath string, td spiffeid.TrustDomain) error {
+	o := m.opts
+	token, err := m.daemon.Tokens.Issue(GatewayNamespace, GatewayServiceAccount, 5*time.Minute)
+	if err != nil {
+		return err
+	}
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	args := []string{"gateway",
+		"--workload", GatewayNamespace + "/" + GatewayName, "--service-account", GatewayServiceAccount,
+		"--control-plane", m.daemon.GRPCAddr(), "--trust-domain", td.Name(), "--bundle", bundlePath,
+		"--admin", adminAddr, "--credentials-dir", filepath.Join(o.Dir, "credentials"),
+	}
+	if o.CertTTL > 0 {
+		args = append(args, "--cert-ttl", o.CertTTL.String())
+	}
+	for k, v := range GatewayLabels {
+		args = append(args, "--label", k+"="+v)
+	}
+	var urls []string
+	for _, p := range ports {
+		addr := GatewayAddress(p, o.GatewayPortOffset)
+		args = append(args, "--port", fmt.Sprintf("%d=%s", p, addr))
+		scheme := "http"
+		if p == 443 || p == 8443 {
+			scheme = "https"
+		}
+		urls = append(urls, fmt.Sprintf("%s://%s/ (Gateway port %d)", scheme, addr, p))
+	}
+	logf, err := openLog(filepath.Join(o.StateDir, "logs", GatewayNamespace+"."+GatewayName+".proxy.log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(context.WithoutCancel(ctx), o.ProxyBin, args...)
+	cmd.Env = append(os.Environ(), "PALISADE_JOIN_TOKEN="+token)
+	gw, err := startProcess("ingress gateway", cmd, logf, o.Log)
+	if err != nil {
+		return err
+	}
+	m.procs = append(m.procs, gw)
+	if err := gw.waitFor(ctx, "ready", 30*time.Second, func() error { return httpOK("http://" + adminAddr + "/ready") }); err != nil {
+		return err
+	}
+	m.urls = urls
+	return nil
 }
 
 func (m *Mesh) startWorkload(ctx context.Context, w *controlplane.Workload, r *config.Resource, bundlePath string, td spiffeid.TrustDomain) error {
@@ -251,6 +351,12 @@ func (m *Mesh) PrintTable(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.name, r.ns, r.inbound, r.app, r.id, modes[r.ns+"/"+r.name])
 	}
 	tw.Flush()
+	if len(m.urls) > 0 {
+		fmt.Fprintln(w, "\nIngress gateway (open in a browser):")
+		for _, u := range m.urls {
+			fmt.Fprintf(w, "  %s\n", u)
+		}
+	}
 	fmt.Fprintf(w, "\ncontrol plane: %s (admin http://%s/api/status)\nlogs: %s\n", m.daemon.GRPCAddr(), m.daemon.AdminAddr(), filepath.Join(m.opts.StateDir, "logs"))
 }
 

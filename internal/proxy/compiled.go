@@ -36,6 +36,7 @@ type Compiled struct {
 	Policies    Policies
 	Authz       *authz.Engine      // nil when no AuthorizationPolicy applies
 	JWT         *jwt.Authenticator // nil when no RequestAuthentication applies
+	gateway     *gatewayTable      // ingress gateways only
 }
 
 // Policies are the raw policies that apply to this workload, kept for
@@ -87,7 +88,8 @@ type destinationRule struct {
 	spec            *networkingv1alpha3.DestinationRule
 }
 
-// Self describes the proxy's own workload, for scoping.
+// Self describes the proxy's own workload, for scoping. Ref.Gateway is
+// set for an ingress gateway.
 type Self struct {
 	Ref            config.WorkloadRef
 	ServiceAccount string
@@ -165,6 +167,23 @@ func (cc *Compiler) Compile(res Resources) (*Compiled, error) {
 		ns, n, _ := strings.Cut(name, "/")
 		c.Policies.Authz = append(c.Policies.Authz, NamedAuthz{ns, n, res[xds.TypeAuthorizationPolicy][name].(*securityv1beta1.AuthorizationPolicy)})
 	}
+	if self.Ref.Gateway != "" {
+		var gws []namedGateway
+		var vss []namedVS
+		for _, name := range res.Names(xds.TypeGateway) {
+			ns, n, _ := strings.Cut(name, "/")
+			gws = append(gws, namedGateway{ns, n, res[xds.TypeGateway][name].(*networkingv1alpha3.Gateway)})
+		}
+		for _, name := range res.Names(xds.TypeVirtualService) {
+			ns, n, _ := strings.Cut(name, "/")
+			vss = append(vss, namedVS{ns, n, res[xds.TypeVirtualService][name].(*networkingv1alpha3.VirtualService)})
+		}
+		t, err := compileGateways(gws, vss)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		c.gateway = t
+	}
 	root := c.Mesh.GetRootNamespace()
 	c.Peer = authn.Resolve(c.Policies.Peer, self.Ref, root)
 	if len(c.Policies.Authz) > 0 {
@@ -210,6 +229,26 @@ func (c *Compiled) Lookup(hostport string, defaultPort uint32) *Upstream {
 	host, port := splitHostPort(strings.ToLower(hostport), defaultPort)
 	host = strings.TrimSuffix(host, ".")
 	return c.hosts[host+":"+strconv.FormatUint(uint64(port), 10)]
+}
+
+// LookupService finds a service port by host; port 0 picks the service's
+// only port.
+func (c *Compiled) LookupService(host string, port uint32) *Upstream {
+	if port != 0 {
+		return c.Lookup(host, port)
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	var found *Upstream
+	for _, u := range c.Services {
+		if u.Host != host {
+			continue
+		}
+		if found != nil {
+			return nil // several ports: the route must name one
+		}
+		found = u
+	}
+	return found
 }
 
 // TLSFor returns the DestinationRule TLS settings for an upstream as seen

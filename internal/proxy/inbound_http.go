@@ -67,25 +67,8 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 			return
 		}
 
-		areq := p.authzRequest(r, in, ci, path)
-		if cfg.JWT != nil {
-			res, err := cfg.JWT.Authenticate(r)
-			if err != nil {
-				rec.Decision = "JWT-DENY"
-				p.log.Info("request authentication failed", "port", in.Port, "source", rec.SourcePrincipal, "reason", err.Error())
-				var je *jwt.Error
-				if errors.As(err, &je) {
-					je.ServeHTTP(sw, r)
-				} else {
-					http.Error(sw, "Jwt verification fails", http.StatusUnauthorized)
-				}
-				return
-			}
-			if res != nil {
-				areq.Auth = &authz.AuthInfo{Principal: res.Principal, Audiences: res.Audiences, Presenter: res.Presenter, Claims: res.Claims}
-			}
-		}
-		if !p.authorizeHTTP(sw, r, cfg, areq, rec) {
+		areq := p.authzRequest(r, in.Port, ci, path)
+		if !p.admit(sw, r, cfg, areq, rec) {
 			return
 		}
 
@@ -100,6 +83,29 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 		}
 		rp.ServeHTTP(sw, r)
 	})
+}
+
+// admit runs request authentication, then authorization, answering a
+// refused request itself; it reports whether the request may go on.
+func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, cfg *Compiled, areq *authz.Request, rec *Record) bool {
+	if cfg.JWT != nil {
+		res, err := cfg.JWT.Authenticate(r)
+		if err != nil {
+			rec.Decision = "JWT-DENY"
+			p.log.Info("request authentication failed", "port", areq.DestinationPort, "source", rec.SourcePrincipal, "reason", err.Error())
+			var je *jwt.Error
+			if errors.As(err, &je) {
+				je.ServeHTTP(w, r)
+			} else {
+				http.Error(w, "Jwt verification fails", http.StatusUnauthorized)
+			}
+			return false
+		}
+		if res != nil {
+			areq.Auth = &authz.AuthInfo{Principal: res.Principal, Audiences: res.Audiences, Presenter: res.Presenter, Claims: res.Claims}
+		}
+	}
+	return p.authorizeHTTP(w, r, cfg, areq, rec)
 }
 
 // authorizeHTTP runs CUSTOM, then DENY and ALLOW, and answers the denial
@@ -167,10 +173,10 @@ func (p *Proxy) authorizeTCP(c net.Conn, in InboundPort, ci connInfo, rec *Recor
 	return true
 }
 
-func (p *Proxy) authzRequest(r *http.Request, in InboundPort, ci connInfo, path string) *authz.Request {
+func (p *Proxy) authzRequest(r *http.Request, port uint32, ci connInfo, path string) *authz.Request {
 	areq := &authz.Request{
 		SourceIP:        ipOf(ci.remote),
-		DestinationPort: in.Port,
+		DestinationPort: port,
 		IsHTTP:          true,
 		Host:            r.Host,
 		Method:          r.Method,

@@ -36,6 +36,11 @@ type Options struct {
 	Inbound  []InboundPort
 	HTTP     string // outbound HTTP proxy listener (HTTP_PROXY), "" for none
 	Outbound []OutboundPort
+	// Gateway listeners, for an ingress gateway (Self.Ref.Gateway set).
+	Gateway []GatewayListener
+	// CredentialsDir holds a gateway's TLS credentials by credentialName:
+	// DIR/<name>/tls.crt, tls.key and, for MUTUAL, ca.crt.
+	CredentialsDir string
 	// HandshakeTimeout bounds the TLS handshake and protocol sniffing of
 	// a new inbound connection (default 10s).
 	HandshakeTimeout time.Duration
@@ -87,6 +92,15 @@ func (p *Proxy) Listen() error {
 		p.opts.HTTP = ln.Addr().String()
 		p.listeners = append(p.listeners, ln)
 	}
+	for i, g := range p.opts.Gateway {
+		ln, err := net.Listen("tcp", g.Listen)
+		if err != nil {
+			p.Close()
+			return fmt.Errorf("proxy: gateway port %d: %w", g.Port, err)
+		}
+		p.opts.Gateway[i].Listen = ln.Addr().String()
+		p.listeners = append(p.listeners, ln)
+	}
 	for i, o := range p.opts.Outbound {
 		ln, err := net.Listen("tcp", o.Listen)
 		if err != nil {
@@ -117,6 +131,10 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	}
 	if p.opts.HTTP != "" {
 		go func(ln net.Listener) { errc <- p.serveOutboundHTTP(ctx, ln) }(p.listeners[i])
+		i++
+	}
+	for _, g := range p.opts.Gateway {
+		go func(ln net.Listener, g GatewayListener) { errc <- p.serveGateway(ctx, ln, g) }(p.listeners[i], g)
 		i++
 	}
 	for _, o := range p.opts.Outbound {
