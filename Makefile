@@ -3,6 +3,7 @@
 GO      ?= go
 BIN     := $(CURDIR)/bin
 PEERS   := tools/opa/bin/opa-envoy-plugin tools/opa/bin/opa tools/dex/bin/dex tools/cfssl/bin/cfssl
+STATICCHECK := tools/staticcheck/bin/staticcheck
 export PATH := $(BIN):$(PATH)
 
 .PHONY: all build up deps peers check test e2e bench bench-quick ci clean
@@ -28,9 +29,13 @@ tools/dex/bin/dex:
 tools/cfssl/bin/cfssl:
 	tools/cfssl/build.sh
 
-check:
+$(STATICCHECK):
+	tools/staticcheck/build.sh
+
+check: $(STATICCHECK)
 	@out=$$(gofmt -l cmd internal examples test bench 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+	$(GO) vet ./cmd/... ./internal/... ./examples/... ./test/...
+	$(STATICCHECK) ./cmd/... ./internal/... ./examples/... ./test/...
 
 test: build
 	$(GO) test -race -count=1 ./...

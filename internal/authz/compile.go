@@ -36,9 +36,6 @@ const (
 // httpOnly reports whether the attribute exists only for HTTP requests.
 func (a attr) httpOnly() bool { return a >= attrRequestPrincipal }
 
-// mtlsOnly reports whether the attribute exists only on mTLS connections.
-func (a attr) mtlsOnly() bool { return a <= attrSNI }
-
 // policy is one compiled AuthorizationPolicy.
 type policy struct {
 	ref      PolicyRef // Rule is -1

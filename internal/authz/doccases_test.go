@@ -220,6 +220,7 @@ func docCases() []docCase {
 		{name: "conditions: destination.port notValues", pols: []pol{P(`{rules: [{when: [{key: destination.port, notValues: ["8000"]}]}]}`)}, req: get},
 		{name: "conditions: connection.sni", pols: []pol{P(`{rules: [{when: [{key: connection.sni, values: ["*.httpbin.foo.svc.cluster.local"]}]}]}`)}, req: get, allow: true},
 		{name: "conditions: connection.sni other", pols: []pol{P(`{rules: [{when: [{key: connection.sni, values: [www.example.com]}]}]}`)}, req: get},
+		{name: "conditions: connection.sni of the request's own handshake", pols: []pol{P(`{rules: [{when: [{key: connection.sni, values: [www.example.com]}]}]}`)}, req: H("GET", "/", sni("www.example.com")), allow: true},
 
 		// TCP.
 		{name: "tcp-task: ALLOW ports on TCP", pols: []pol{P(`{rules: [{to: [{operation: {ports: ["9000", "9001"]}}]}]}`)}, req: T(), allow: true},

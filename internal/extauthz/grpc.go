@@ -125,11 +125,12 @@ func mutations(opts []*corev3.HeaderValueOption, response bool) []HeaderMutation
 }
 
 func mutationAction(o *corev3.HeaderValueOption, response bool) HeaderAction {
+	//lint:ignore SA1019 authorizers still send the deprecated append flag, and Envoy honours it
 	if o.GetAppend() != nil {
 		switch {
-		case o.GetAppend().GetValue() && response:
+		case o.GetAppend().GetValue() && response: //lint:ignore SA1019 as above
 			return HeaderAdd
-		case o.GetAppend().GetValue():
+		case o.GetAppend().GetValue(): //lint:ignore SA1019 as above
 			return HeaderAppend
 		default:
 			return HeaderSet

@@ -189,7 +189,7 @@ func TestGRPCAnswers(t *testing.T) {
 	hv := func(k, v string, appendFlag *bool, action corev3.HeaderValueOption_HeaderAppendAction) *corev3.HeaderValueOption {
 		o := &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v}, AppendAction: action}
 		if appendFlag != nil {
-			o.Append = wrapperspb.Bool(*appendFlag)
+			o.Append = wrapperspb.Bool(*appendFlag) //lint:ignore SA1019 testing the deprecated flag authorizers still send
 		}
 		return o
 	}

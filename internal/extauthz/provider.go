@@ -177,7 +177,8 @@ func (c *config) compileHTTP(h *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyE
 
 	include := h.GetIncludeRequestHeadersInCheck()
 	if len(include) == 0 {
-		include = h.GetIncludeHeadersInCheck() // deprecated, used only when the new field is unset
+		//lint:ignore SA1019 the deprecated field is honoured only when the new one is unset, as Istio does
+		include = h.GetIncludeHeadersInCheck()
 	}
 	// Envoy always sends Authorization, Method, Path and Host to an HTTP
 	// authorizer, whatever the list says.

@@ -58,7 +58,8 @@ func TestCompile(t *testing.T) {
 		{
 			name: "HTTP header lists",
 			p: Provider{Name: "h", Address: "127.0.0.1:8000", Spec: httpSpec(&httpP{Service: "a", Port: 8000, PathPrefix: "/check",
-				IncludeHeadersInCheck: []string{"x-legacy"}, HeadersToDownstreamOnDeny: []string{"x-reason"}})},
+				IncludeHeadersInCheck:     []string{"x-legacy"}, //lint:ignore SA1019 testing the deprecated field
+				HeadersToDownstreamOnDeny: []string{"x-reason"}})},
 			check: func(t *testing.T, c *config) {
 				for _, h := range []string{"x-legacy", "authorization", ":method", ":path", ":authority"} {
 					if !c.requestHeaders.matches(h) {
@@ -77,7 +78,8 @@ func TestCompile(t *testing.T) {
 		{
 			name: "includeRequestHeadersInCheck wins over the deprecated field",
 			p: Provider{Name: "h", Address: "127.0.0.1:8000", Spec: httpSpec(&httpP{Service: "a", Port: 8000,
-				IncludeHeadersInCheck: []string{"x-legacy"}, IncludeRequestHeadersInCheck: []string{"x-new"}})},
+				IncludeHeadersInCheck:        []string{"x-legacy"}, //lint:ignore SA1019 testing the deprecated field
+				IncludeRequestHeadersInCheck: []string{"x-new"}})},
 			check: func(t *testing.T, c *config) {
 				if c.requestHeaders.matches("x-legacy") || !c.requestHeaders.matches("x-new") {
 					t.Errorf("request headers = %+v", c.requestHeaders)

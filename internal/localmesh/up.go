@@ -73,7 +73,7 @@ type Mesh struct {
 }
 
 type row struct {
-	name, ns, inbound, app, id, mtls string
+	name, ns, inbound, app, id string
 }
 
 // Up starts the mesh and returns once every workload is healthy. Stop it
@@ -241,7 +241,11 @@ func (m *Mesh) startWorkload(ctx context.Context, w *controlplane.Workload, r *c
 	if err != nil {
 		return err
 	}
-	env := []string{"HTTP_PROXY=http://" + httpProxy, "http_proxy=http://" + httpProxy, "NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1"}
+	// HTTPS_PROXY too: grpc-go (and Go's http.ProxyFromEnvironment for
+	// https URLs) read only that one, and reach the sidecar by CONNECT.
+	env := []string{"HTTP_PROXY=http://" + httpProxy, "http_proxy=http://" + httpProxy,
+		"HTTPS_PROXY=http://" + httpProxy, "https_proxy=http://" + httpProxy,
+		"NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1"}
 	args := []string{
 		"--workload", w.Key.String(), "--service-account", w.ServiceAccount, "--service", w.Service,
 		"--control-plane", m.daemon.GRPCAddr(), "--trust-domain", td.Name(), "--bundle", bundlePath,
