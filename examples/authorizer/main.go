@@ -10,8 +10,9 @@
 // x-ext-authz-check-received, which echoes what the authorizer saw (method,
 // host, path, body length), so tests can assert the request that reached it.
 //
-// Usage: authorizer [-addr 127.0.0.1:0] [-delay 0s]
-// It prints "listening on HOST:PORT" once it accepts connections.
+// Usage: authorizer [-addr 127.0.0.1:0] [-delay 0s] [-log]
+// It prints "listening on HOST:PORT" once it accepts connections; with -log,
+// also one "check: METHOD HOST/PATH -> RESULT" line per request it answers.
 package main
 
 import (
@@ -24,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -41,6 +43,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("authorizer", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	delay := fs.Duration("delay", 0, "wait this long before answering (to test timeouts)")
+	logChecks := fs.Bool("log", false, "print one line per check answered")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,7 +57,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: handler(*delay), ReadHeaderTimeout: 10 * time.Second}
+	var logw io.Writer
+	if *logChecks {
+		logw = &lockedWriter{w: out}
+	}
+	srv := &http.Server{Handler: handler(*delay, logw), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(out, "listening on %s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -68,7 +75,20 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 }
 
-func handler(delay time.Duration) http.Handler {
+// lockedWriter serializes the check lines of concurrent requests.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// handler answers checks; when logw is not nil it gets one line per check.
+func handler(delay time.Duration, logw io.Writer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if delay > 0 {
 			select {
@@ -80,11 +100,19 @@ func handler(delay time.Duration) http.Handler {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		w.Header().Set("x-ext-authz-check-received",
 			fmt.Sprintf("%s %s%s body=%d", r.Method, r.Host, r.URL.RequestURI(), len(body)))
+		result := "denied"
+		defer func() {
+			if logw != nil {
+				fmt.Fprintf(logw, "check: %s %s%s -> %s\n", r.Method, r.Host, r.URL.RequestURI(), result)
+			}
+		}()
 		switch r.Header.Get("x-ext-authz") {
 		case "allow":
+			result = "allowed"
 			w.Header().Set("x-ext-authz-check-result", "allowed")
 			w.WriteHeader(http.StatusOK)
 		case "error":
+			result = "error"
 			http.Error(w, "authorizer failure", http.StatusInternalServerError)
 		default:
 			w.Header().Set("x-ext-authz-check-result", "denied")
