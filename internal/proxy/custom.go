@@ -142,47 +142,9 @@ func (p *Proxy) checkCustom(w http.ResponseWriter, r *http.Request, cfg *Compile
 		w.Write(res.Body) //nolint:errcheck
 		return false
 	}
-	applyMutations(r.Header, res.UpstreamHeaders)
-	for _, h := range res.UpstreamHeadersToRemove {
-		r.Header.Del(h)
-	}
-	if len(res.QueryParamsToSet) > 0 || len(res.QueryParamsToRemove) > 0 {
-		q := r.URL.Query()
-		for _, k := range res.QueryParamsToRemove {
-			q.Del(k)
-		}
-		for _, kv := range res.QueryParamsToSet {
-			q.Set(kv.Key, kv.Value)
-		}
-		r.URL.RawQuery = q.Encode()
-	}
-	applyMutations(w.Header(), res.ResponseHeaders)
+	res.ApplyRequest(r.Header, r.URL)
+	res.ApplyResponse(w.Header())
 	return true
-}
-
-func applyMutations(h http.Header, ms []extauthz.HeaderMutation) {
-	for _, m := range ms {
-		switch m.Action {
-		case extauthz.HeaderSet:
-			h.Set(m.Name, m.Value)
-		case extauthz.HeaderAdd:
-			h.Add(m.Name, m.Value)
-		case extauthz.HeaderAppend:
-			if old := h.Get(m.Name); old != "" {
-				h.Set(m.Name, old+","+m.Value)
-			} else {
-				h.Set(m.Name, m.Value)
-			}
-		case extauthz.HeaderAddIfAbsent:
-			if h.Get(m.Name) == "" {
-				h.Set(m.Name, m.Value)
-			}
-		case extauthz.HeaderOverwriteIfExists:
-			if h.Get(m.Name) != "" {
-				h.Set(m.Name, m.Value)
-			}
-		}
-	}
 }
 
 func addrPort(s string) netip.AddrPort {

@@ -240,17 +240,26 @@ func (p *Proxy) forwardTCP(c net.Conn, in InboundPort, ci connInfo) {
 	p.observe(rec)
 }
 
+// selfID is the proxy's own SPIFFE ID, as a string.
+func (p *Proxy) selfID() string {
+	c := p.store.Current()
+	if c == nil || p.opts.Self.ServiceAccount == "" {
+		return ""
+	}
+	id, err := spiffeid.FromSegments(c.TrustDomain, "ns", p.opts.Self.Ref.Namespace, "sa", p.opts.Self.ServiceAccount)
+	if err != nil {
+		return ""
+	}
+	return id.String()
+}
+
 func (p *Proxy) fillInbound(rec *Record, ci connInfo) {
 	ref := p.opts.Self.Ref
 	rec.DestinationNamespace, rec.DestinationWorkload = ref.Namespace, ref.Name
 	if len(ref.Services) > 0 {
 		rec.DestinationService = ref.Services[0] + "." + ref.Namespace + ".svc.cluster.local"
 	}
-	if c := p.store.Current(); c != nil && p.opts.Self.ServiceAccount != "" {
-		if id, err := spiffeid.FromSegments(c.TrustDomain, "ns", ref.Namespace, "sa", p.opts.Self.ServiceAccount); err == nil {
-			rec.DestinationPrincipal = id.String()
-		}
-	}
+	rec.DestinationPrincipal = p.selfID()
 	if ci.mtls {
 		rec.SourcePrincipal = ci.peerID.String()
 		if ns, _, ok := nsSA(ci.peerID); ok {

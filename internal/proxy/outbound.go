@@ -207,12 +207,14 @@ func (p *Proxy) serveOutboundHTTP(ctx context.Context, ln net.Listener) error {
 			// forged client certificate header to the next hop.
 			r.Header.Del("X-Forwarded-Client-Cert")
 			sw := &statusWriter{ResponseWriter: w}
-			rp.ServeHTTP(sw, r)
+			info := &upstreamInfo{}
+			rp.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), upstreamInfoKey{}, info)))
 			p.observe(&Record{
 				Start: start, Duration: time.Since(start), Protocol: protoName(r), HTTPVersion: r.Proto, Direction: telemetry.Outbound,
 				Method: r.Method, Path: r.URL.Path, Authority: r.Host, ResponseCode: sw.code(), BytesSent: sw.n,
-				SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name,
-				DestinationService: r.Host,
+				SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name, SourcePrincipal: p.selfID(),
+				DestinationService: info.service, DestinationPrincipal: info.principal, MTLS: info.mtls, UpstreamHost: info.addr,
+				UserAgent: r.UserAgent(), RequestID: r.Header.Get("X-Request-Id"),
 			})
 		}),
 	}
@@ -250,8 +252,26 @@ func (o outboundRT) RoundTrip(r *http.Request) (*http.Response, error) {
 		out.URL.Scheme = "https"
 	}
 	out.RequestURI = ""
-	return o.p.upstreams.transport(rt).RoundTrip(out)
+	resp, err := o.p.upstreams.transport(rt).RoundTrip(out)
+	if info, ok := r.Context().Value(upstreamInfoKey{}).(*upstreamInfo); ok {
+		info.service = u.Host
+		if err == nil && resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
+			info.mtls = rt.mode == modeIstio
+			if uris := resp.TLS.PeerCertificates[0].URIs; len(uris) > 0 {
+				info.principal = uris[0].String()
+			}
+		}
+	}
+	return resp, err
 }
+
+// upstreamInfo carries what the round trip learned back to the access log.
+type upstreamInfo struct {
+	service, principal, addr string
+	mtls                     bool
+}
+
+type upstreamInfoKey struct{}
 
 // connect serves CONNECT host:port: a TCP tunnel to the upstream. gRPC
 // and other clients that honour HTTP_PROXY for any protocol arrive here.
