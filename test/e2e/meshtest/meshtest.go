@@ -67,6 +67,32 @@ func Build(t testing.TB) *Bins {
 	return bins
 }
 
+var (
+	extraMu sync.Mutex
+	extra   = map[string]string{}
+)
+
+// BuildMain compiles one more main package (a path relative to the
+// module root, such as ./test/e2e/mesh/meshapp) into b.Dir, once per test
+// binary, and returns the binary's path. palisade up finds a Workload's
+// command by name in b.Dir first.
+func (b *Bins) BuildMain(t testing.TB, pkg string) string {
+	t.Helper()
+	extraMu.Lock()
+	defer extraMu.Unlock()
+	if p, ok := extra[pkg]; ok {
+		return p
+	}
+	out := filepath.Join(b.Dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = b.Root
+	if o, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, o)
+	}
+	extra[pkg] = out
+	return out
+}
+
 func moduleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -166,14 +192,15 @@ func Up(t testing.TB, b *Bins, dir string, flags ...string) *Mesh {
 func (m *Mesh) Output() string { return m.out.String() }
 
 // Stop interrupts palisade up as Ctrl-C does, waits for it, and fails the
-// test if any process it started is still alive.
+// test if any process it started (sidecars, apps, and whatever those
+// started) is still alive.
 func (m *Mesh) Stop() {
 	select {
 	case <-m.done:
 		return
 	default:
 	}
-	pids := m.children()
+	pids := Descendants(m.cmd.Process.Pid)
 	_ = m.cmd.Process.Signal(os.Interrupt)
 	select {
 	case <-m.done:
@@ -182,26 +209,139 @@ func (m *Mesh) Stop() {
 		<-m.done
 		m.t.Errorf("palisade up did not stop within 20s of Ctrl-C")
 	}
-	time.Sleep(200 * time.Millisecond)
-	for _, pid := range pids {
-		if syscall.Kill(pid, 0) == nil {
-			m.t.Errorf("process %d started by palisade up is still running after it stopped", pid)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
+	for _, pid := range Leftovers(pids, 2*time.Second) {
+		m.t.Errorf("process %d started by palisade up is still running after it stopped: %s", pid, cmdline(pid))
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 
-// children lists the pids whose parent is palisade up.
-func (m *Mesh) children() []int {
-	out, _ := exec.Command("pgrep", "-P", fmt.Sprint(m.cmd.Process.Pid)).Output()
-	var pids []int
-	for _, f := range strings.Fields(string(out)) {
+// Stopped reports whether palisade up has exited.
+func (m *Mesh) Stopped() bool {
+	select {
+	case <-m.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// PID is palisade up's process id.
+func (m *Mesh) PID() int { return m.cmd.Process.Pid }
+
+// Descendants lists every live process below pid (children, their
+// children, and so on), read from /proc.
+func Descendants(pid int) []int {
+	parent := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
 		var p int
-		if _, err := fmt.Sscan(f, &p); err == nil {
-			pids = append(pids, p)
+		if _, err := fmt.Sscan(e.Name(), &p); err != nil {
+			continue
+		}
+		if pp, ok := ppid(p); ok {
+			parent[pp] = append(parent[pp], p)
 		}
 	}
-	return pids
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range parent[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// Leftovers waits up to grace for pids, and every process in their
+// process groups, to be gone, and returns those still running. A
+// zombie counts as gone.
+func Leftovers(pids []int, grace time.Duration) []int {
+	deadline := time.Now().Add(grace)
+	for {
+		var alive []int
+		for _, pid := range pids {
+			if running(pid) {
+				alive = append(alive, pid)
+			}
+			// A grandchild left in the child's group also counts.
+			for _, q := range groupMembers(pid) {
+				if q != pid && running(q) {
+					alive = append(alive, q)
+				}
+			}
+		}
+		if len(alive) == 0 || time.Now().After(deadline) {
+			return alive
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func ppid(pid int) (int, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name is in parentheses and may hold spaces.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0, false
+	}
+	var p int
+	_, err = fmt.Sscan(f[1], &p)
+	return p, err == nil
+}
+
+func procState(pid int) (state string, pgrp int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return "", 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 3 {
+		return "", 0
+	}
+	fmt.Sscan(f[2], &pgrp) //nolint:errcheck
+	return f[0], pgrp
+}
+
+func running(pid int) bool {
+	st, _ := procState(pid)
+	return st != "" && st != "Z" && st != "X"
+}
+
+// groupMembers lists the processes whose process group is pgid.
+func groupMembers(pgid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		var p int
+		if _, err := fmt.Sscan(e.Name(), &p); err != nil {
+			continue
+		}
+		if _, g := procState(p); g == pgid {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func cmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
 }
 
 // Status is `palisade status -o json`, read from the admin API.
