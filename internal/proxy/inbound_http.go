@@ -51,6 +51,7 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			rec.ResponseCode = sw.code()
+			rec.GRPCStatus = grpcStatus(rec.Protocol, sw.Header())
 			rec.BytesSent = sw.n
 			rec.Duration = time.Since(start)
 			p.observe(rec)
@@ -202,6 +203,20 @@ func setRequestURI(r *http.Request, uri string) error {
 	r.URL.Path, r.URL.RawPath, r.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
 	r.RequestURI = uri
 	return nil
+}
+
+// grpcStatus is a gRPC response's status code for grpc_response_status:
+// from the trailers once the body is done (the reverse proxy copies them
+// into the header map, under http.TrailerPrefix when undeclared), or
+// from the headers of a trailers-only response.
+func grpcStatus(protocol string, h http.Header) string {
+	if protocol != telemetry.ProtocolGRPC {
+		return ""
+	}
+	if v := h.Get("Grpc-Status"); v != "" {
+		return v
+	}
+	return h.Get(http.TrailerPrefix + "Grpc-Status")
 }
 
 func protoName(r *http.Request) string {
