@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"palisade.dev/palisade/internal/ca"
 	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/controlplane"
+	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/localmesh"
 )
 
@@ -22,6 +25,11 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	dir := fs.String("config", "", "directory of YAML to serve (required)")
 	state := fs.String("state", ".palisade", "state directory holding the CA (ca/)")
 	cacerts := fs.String("cacerts", "", "use a plug-in intermediate from this directory (Istio's cacerts layout) instead of a self-signed root")
+	cfsslURL := fs.String("external-ca-cfssl", "", "sign with an external CA through CFSSL's remote signer API at this URL")
+	cfsslChain := fs.String("external-ca-chain", "", "external CA: PEM of its signing certificate and intermediates")
+	cfsslRoots := fs.String("external-ca-roots", "", "external CA: PEM of the root(s) its chain leads to (the mesh's trust bundle)")
+	cfsslKey := fs.String("external-ca-auth-key-file", "", "external CA: file holding the hex HMAC key of the CFSSL profile (authsign)")
+	cfsslProfile := fs.String("external-ca-profile", "", "external CA: CFSSL signing profile")
 	grpcAddr := fs.String("listen", "127.0.0.1:15012", "listener for proxies: config push and the CA")
 	adminAddr := fs.String("admin", "127.0.0.1:15014", "admin API listener")
 	privSock := fs.String("privileged-socket", "", "unix socket for join tokens and root rotation (default STATE/control.sock)")
@@ -42,9 +50,17 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	opts := ca.Options{TrustDomain: td, Logger: log}
 	var auth *ca.Authority
-	if *cacerts != "" {
+	var signer ca.Signer
+	switch {
+	case *cfsslURL != "" && *cacerts != "":
+		return exitError{code: 2, err: fmt.Errorf("--cacerts and --external-ca-cfssl are exclusive")}
+	case *cfsslURL != "":
+		if signer, err = cfsslSigner(td, *cfsslURL, *cfsslChain, *cfsslRoots, *cfsslKey, *cfsslProfile); err != nil {
+			return err
+		}
+	case *cacerts != "":
 		auth, err = ca.LoadCACerts(*cacerts, opts)
-	} else {
+	default:
 		auth, err = ca.OpenOrInit(filepath.Join(*state, "ca"), opts)
 	}
 	if err != nil {
@@ -54,7 +70,7 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 		*privSock = filepath.Join(*state, localmesh.PrivilegedSocket)
 	}
 	d, err := controlplane.StartDaemon(ctx, controlplane.DaemonOptions{
-		ConfigDir: *dir, Authority: auth, GRPCListen: *grpcAddr, AdminListen: *adminAddr, PrivilegedSocket: *privSock, Log: log,
+		ConfigDir: *dir, Authority: auth, Signer: signer, GRPCListen: *grpcAddr, AdminListen: *adminAddr, PrivilegedSocket: *privSock, Log: log,
 	})
 	if err != nil {
 		return err
@@ -63,4 +79,35 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	log.Info("control plane serving", "grpc", d.GRPCAddr(), "admin", d.AdminAddr(), "trustDomain", td.Name())
 	<-ctx.Done()
 	return nil
+}
+
+func cfsslSigner(td spiffeid.TrustDomain, url, chainFile, rootsFile, keyFile, profile string) (ca.Signer, error) {
+	if chainFile == "" || rootsFile == "" {
+		return nil, exitError{code: 2, err: fmt.Errorf("--external-ca-cfssl needs --external-ca-chain and --external-ca-roots")}
+	}
+	chainPEM, err := os.ReadFile(chainFile)
+	if err != nil {
+		return nil, fmt.Errorf("--external-ca-chain: %w", err)
+	}
+	chain, err := identity.ParseCertificatesPEM(chainPEM)
+	if err != nil {
+		return nil, fmt.Errorf("--external-ca-chain %s: %w", chainFile, err)
+	}
+	rootsPEM, err := os.ReadFile(rootsFile)
+	if err != nil {
+		return nil, fmt.Errorf("--external-ca-roots: %w", err)
+	}
+	bundle, err := identity.ParseBundlePEM(td, rootsPEM)
+	if err != nil {
+		return nil, fmt.Errorf("--external-ca-roots %s: %w", rootsFile, err)
+	}
+	var key string
+	if keyFile != "" {
+		b, err := os.ReadFile(keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--external-ca-auth-key-file: %w", err)
+		}
+		key = strings.TrimSpace(string(b))
+	}
+	return ca.NewCFSSLSigner(ca.CFSSLOptions{URL: url, AuthKey: key, Profile: profile, Chain: chain, Bundle: bundle})
 }

@@ -92,7 +92,13 @@ func (d *Daemon) adminHandler() http.Handler {
 		}
 		writeJSON(w, desc)
 	})
-	mux.HandleFunc("GET /api/ca", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, d.CA.Status()) })
+	mux.HandleFunc("GET /api/ca", func(w http.ResponseWriter, r *http.Request) {
+		if d.CA == nil {
+			writeJSON(w, map[string]any{"mode": "external", "roots": d.Signer.Bundle().Info()})
+			return
+		}
+		writeJSON(w, d.CA.Status())
+	})
 	return mux
 }
 
@@ -109,6 +115,10 @@ func (d *Daemon) privilegedHandler() http.Handler {
 		kt, err := ca.ParseKeyType(r.URL.Query().Get("keyType"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if d.CA == nil {
+			http.Error(w, "the mesh uses an external CA: rotate roots there and update the bundle", http.StatusConflict)
 			return
 		}
 		st, err := d.CA.RotateRoot(kt)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -27,8 +28,10 @@ import (
 // push server on one gRPC listener (mTLS, the CA's own identity), and the
 // admin API on another.
 type Daemon struct {
-	Push   *Server
+	Push *Server
+	// CA is the mesh's own CA; nil when an external CA signs (Signer).
 	CA     *ca.Authority
+	Signer ca.Signer
 	Tokens *ca.JoinTokens
 	Store  *config.Store
 
@@ -43,10 +46,13 @@ type Daemon struct {
 
 // DaemonOptions configure a control plane.
 type DaemonOptions struct {
-	ConfigDir   string        // watched directory of YAML
-	Authority   *ca.Authority // the mesh CA
-	GRPCListen  string        // proxies and the CA API, e.g. 127.0.0.1:15012
-	AdminListen string        // admin API, e.g. 127.0.0.1:15014
+	ConfigDir string        // watched directory of YAML
+	Authority *ca.Authority // the mesh CA, or nil with Signer
+	// Signer, when Authority is nil, is an external CA (e.g. CFSSL); roots
+	// are then rotated at that CA, not here.
+	Signer      ca.Signer
+	GRPCListen  string // proxies and the CA API, e.g. 127.0.0.1:15012
+	AdminListen string // admin API, e.g. 127.0.0.1:15014
 	// PrivilegedSocket is the unix socket (made 0600) for join tokens and
 	// root rotation; "" serves neither.
 	PrivilegedSocket string
@@ -66,24 +72,31 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: %s: trustDomain: %w", snap.MeshFile, err)
 	}
-	if o.Authority.Bundle().TrustDomain() != td {
-		return nil, fmt.Errorf("controlplane: the CA is for trust domain %q but the mesh config says %q", o.Authority.Bundle().TrustDomain().Name(), td.Name())
+	signer := o.Signer
+	if o.Authority != nil {
+		signer = o.Authority
+	}
+	if signer == nil {
+		return nil, errors.New("controlplane: no CA: an Authority or a Signer is required")
+	}
+	if signer.Bundle().TrustDomain() != td {
+		return nil, fmt.Errorf("controlplane: the CA is for trust domain %q but the mesh config says %q", signer.Bundle().TrustDomain().Name(), td.Name())
 	}
 	if o.Registry == nil {
 		o.Registry = ConfigRegistry{}
 	}
-	d := &Daemon{CA: o.Authority, Tokens: ca.NewJoinTokens(td, nil), log: o.Log, trustDom: td}
+	d := &Daemon{CA: o.Authority, Signer: signer, Tokens: ca.NewJoinTokens(td, nil), log: o.Log, trustDom: td}
 	d.Push = NewServer(o.Log, o.Registry, func(chain []*x509.Certificate) (spiffeid.ID, error) {
-		return identity.VerifyChain(d.CA.Bundle(), chain, time.Now())
+		return identity.VerifyChain(d.Signer.Bundle(), chain, time.Now())
 	})
-	d.Push.SetBundle(d.CA.Bundle().MarshalPEM())
+	d.Push.SetBundle(d.Signer.Bundle().MarshalPEM())
 	d.Push.SetSnapshot(snap)
 
-	caServer, err := ca.NewServer(d.CA, ca.Chain{d.Tokens, ca.CertificateAuthenticator{Bundle: d.CA.Bundle}}, o.Log)
+	caServer, err := ca.NewServer(d.Signer, ca.Chain{d.Tokens, ca.CertificateAuthenticator{Bundle: d.Signer.Bundle}}, o.Log)
 	if err != nil {
 		return nil, err
 	}
-	serving := ca.NewServingCertificate(d.CA, identity.ControlPlaneID(td), 0, nil)
+	serving := ca.NewServingCertificate(d.Signer, identity.ControlPlaneID(td), 0, nil)
 	d.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(ca.ServerTLSConfig(serving))),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -124,9 +137,13 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 func (d *Daemon) follow(ctx context.Context) {
 	snaps, stop := d.Store.Subscribe()
 	defer stop()
-	bundles, cancel := d.CA.Subscribe()
-	defer cancel()
-	go d.CA.Run(ctx, time.Minute) //nolint:errcheck
+	var bundles <-chan *identity.Bundle
+	if d.CA != nil {
+		var cancel func()
+		bundles, cancel = d.CA.Subscribe()
+		defer cancel()
+		go d.CA.Run(ctx, time.Minute) //nolint:errcheck
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -149,6 +166,9 @@ func (d *Daemon) AdminAddr() string { return d.adminLn.Addr().String() }
 func (d *Daemon) TrustDomain() spiffeid.TrustDomain { return d.trustDom }
 
 func (d *Daemon) servePrivileged(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("controlplane: privileged socket: %w", err)
+	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("controlplane: privileged socket: %w", err)
 	}
