@@ -16,6 +16,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	securityv1beta1 "istio.io/api/security/v1beta1"
 
+	"palisade.dev/palisade/internal/authn"
 	"palisade.dev/palisade/internal/authz"
 	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/controlplane"
@@ -142,6 +143,21 @@ func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if iss, sub, ok := strings.Cut(*reqPrincipal, "/"); ok {
 			req.Auth.Claims["iss"], req.Auth.Claims["sub"] = iss, sub
 		}
+	}
+	// A plaintext client never reaches authorization on a STRICT port:
+	// the sidecar resets the connection first.
+	if peer := controlplane.PeerResolver(snap, w.Ref()).Mode(req.DestinationPort); req.Principal == "" && peer.Mode == authn.Strict {
+		reason := fmt.Sprintf("plaintext is refused by STRICT mTLS (PeerAuthentication %s) before any policy", peer.Source)
+		if *out == "json" {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(authz.Explanation{Decision: authz.Decision{Reason: reason}}); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(stdout, "DENY (connection reset): %s\n", reason)
+		}
+		return exitError{code: 1}
 	}
 	x := eng.Explain(req)
 	if *out == "json" {

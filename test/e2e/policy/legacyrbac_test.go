@@ -155,5 +155,9 @@ func TestLegacyRBACConverted(t *testing.T) {
 		if !errors.Is(werr, syscall.ECONNRESET) && !errors.Is(rerr, syscall.ECONNRESET) {
 			t.Errorf("plaintext request: write %v, read %v; want the connection reset", werr, rerr)
 		}
+		out, err := m.Palisade("authz", "check", "--state", m.State, "--to", "with-istio/couchdb", "--path", "/_all_dbs")
+		if err == nil || !strings.HasPrefix(out, "DENY (connection reset)") || !strings.Contains(out, "with-istio/default") {
+			t.Errorf("authz check for a plaintext client says %v:\n%s\nthe mesh reset the connection (STRICT from with-istio/default)", err, out)
+		}
 	})
 }
