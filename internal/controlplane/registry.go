@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 
+	"palisade.dev/palisade/internal/authn"
 	"palisade.dev/palisade/internal/config"
 )
 
@@ -19,6 +20,10 @@ const (
 	TLSModeLabel = "security.istio.io/tlsMode"
 	TLSModeIstio = "istio"
 )
+
+// PortLabel marks an endpoint made for one port of a workload's service:
+// it serves only the port of that name.
+const PortLabel = "palisade.dev/port"
 
 // DomainSuffix is the DNS suffix of mesh services (Kubernetes' default).
 const DomainSuffix = "svc.cluster.local"
@@ -131,11 +136,10 @@ func BuildServices(snap *config.Snapshot, workloads []*Workload) []*Service {
 		if len(w.Inbound) == 0 {
 			continue
 		}
-		ep := &networkingv1alpha3.WorkloadEntry{
-			Labels:         withTLSMode(w.Labels),
-			ServiceAccount: w.ServiceAccount,
-			Ports:          map[string]uint32{},
-		}
+		// One endpoint per port, so auto mTLS can follow each port's
+		// PeerAuthentication: Istio's clients send plaintext to a port
+		// whose server DISABLEs mTLS.
+		peer := PeerResolver(snap, w.Ref())
 		for _, p := range w.Ports {
 			addr, ok := w.Inbound[p.Number]
 			if !ok {
@@ -146,11 +150,14 @@ func BuildServices(snap *config.Snapshot, workloads []*Workload) []*Service {
 				continue
 			}
 			n, _ := strconv.ParseUint(port, 10, 16)
-			ep.Address = host
-			ep.Ports[portName(p)] = uint32(n)
-		}
-		if ep.Address != "" {
-			s.Spec.Endpoints = append(s.Spec.Endpoints, ep)
+			labels := withLabel(w.Labels, PortLabel, portName(p))
+			if peer.Mode(p.Number).Mode != authn.Disable {
+				labels[TLSModeLabel] = TLSModeIstio
+			}
+			s.Spec.Endpoints = append(s.Spec.Endpoints, &networkingv1alpha3.WorkloadEntry{
+				Address: host, Ports: map[string]uint32{portName(p): uint32(n)},
+				Labels: labels, ServiceAccount: w.ServiceAccount,
+			})
 		}
 	}
 	out := make([]*Service, 0, len(order))
@@ -199,11 +206,11 @@ func portName(p config.WorkloadPort) string {
 	return "port-" + strconv.FormatUint(uint64(p.Number), 10)
 }
 
-func withTLSMode(labels map[string]string) map[string]string {
-	out := make(map[string]string, len(labels)+1)
+func withLabel(labels map[string]string, k, v string) map[string]string {
+	out := make(map[string]string, len(labels)+2)
 	for k, v := range labels {
 		out[k] = v
 	}
-	out[TLSModeLabel] = TLSModeIstio
+	out[k] = v
 	return out
 }

@@ -340,6 +340,9 @@ func upstreams(td spiffeid.TrustDomain, name, ns string, se *networkingv1alpha3.
 			if tp := p.GetTargetPort(); tp != 0 {
 				port = tp
 			}
+			if only, ok := ep.GetLabels()["palisade.dev/port"]; ok && only != p.GetName() {
+				continue // an endpoint made for another port of the service
+			}
 			if n, ok := ep.GetPorts()[p.GetName()]; ok {
 				port = n
 			}
