@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -65,10 +66,18 @@ spec:
 `)
 	m.reload()
 	eventually(t, "plaintext on a DISABLE port", func() error { return plainGet(inbound) })
-	// Through the mesh the caller's sidecar still gets an answer: auto
-	// mTLS keeps TLS, and DISABLE passes TLS through to the app untouched,
-	// so this call fails at the app (it speaks no TLS): the operator's
-	// DestinationRule must say DISABLE too, as in Istio.
+	// Auto mTLS follows the server port's mode: the caller now sends
+	// plaintext, so the request still works, without a client certificate.
+	eventually(t, "mesh call to a DISABLE port", func() error {
+		code, b := get(t, c, "http://productcatalog:5000/d")
+		if code != 200 || !strings.Contains(b, "path=/d") {
+			return fmt.Errorf("%d %s", code, b)
+		}
+		if strings.Contains(b, "URI=") {
+			return fmt.Errorf("XFCC on a plaintext hop: %s", b)
+		}
+		return nil
+	})
 }
 
 func TestStrictRefusesPlaintextWhileMeshWorks(t *testing.T) {
