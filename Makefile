@@ -44,10 +44,10 @@ e2e: build peers
 	$(GO) test -race -count=1 -timeout 20m ./test/e2e/...
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+	bench/run.sh
 
 bench-quick: build
-	$(GO) test -run '^$$' -bench . -benchtime 100x -benchmem ./internal/authz ./internal/jwt ./internal/xfcc ./internal/telemetry
+	bench/run.sh --quick
 
 ci: deps peers check test bench-quick
 
