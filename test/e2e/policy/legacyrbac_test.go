@@ -70,7 +70,11 @@ func TestLegacyRBACConverted(t *testing.T) {
 	legacy := filepath.Join("testdata", "legacy-policies.yaml")
 	converted, err := exec.Command(b.Palisade, "convert", legacy).Output()
 	if err != nil {
-		t.Fatalf("palisade convert %s: %v", legacy, err)
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("palisade convert %s: %v\n%s", legacy, err, stderr)
 	}
 	for _, want := range []string{"kind: PeerAuthentication", "mode: STRICT", "name: allow-nothing", "app: couchdb",
 		"cluster.local/ns/with-istio/sa/test-app-test-app-chart"} {
