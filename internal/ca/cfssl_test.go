@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"palisade.dev/palisade/test/peers"
+
 	"palisade.dev/palisade/internal/identity"
 )
 
@@ -28,8 +30,7 @@ import (
 // the intermediate of a fresh self-signed generation, behind an HMAC auth key.
 func startCFSSL(t *testing.T) (url string, authKey string, src *Authority, client *http.Client) {
 	t.Helper()
-	wd, _ := os.Getwd()
-	bin := requireTool(t, "cfssl", os.Getenv("PALISADE_CFSSL"), filepath.Join(wd, "..", "..", "tools", "cfssl", "bin", "cfssl"))
+	bin := peers.Binary(t, "PALISADE_CFSSL", "cfssl", "cfssl")
 	dir := t.TempDir()
 	src = newTestAuthority(t, newFakeClock(), KeyEC)
 	gen := genDir(src.dir, 1)

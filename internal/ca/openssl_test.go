@@ -9,37 +9,17 @@ import (
 	"strings"
 	"testing"
 
+	"palisade.dev/palisade/test/peers"
+
 	"palisade.dev/palisade/internal/identity"
 )
-
-// requireTool finds a real peer binary; it skips when absent, except under
-// CI where a missing peer is a failure.
-func requireTool(t *testing.T, name string, candidates ...string) string {
-	t.Helper()
-	for _, c := range candidates {
-		if c == "" {
-			continue
-		}
-		if fi, err := os.Stat(c); err == nil && !fi.IsDir() {
-			return c
-		}
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s binary not found (CI is set, so this is a failure)", name)
-	}
-	t.Skipf("%s binary not found; install it or build it (tools/%s/build.sh)", name, name)
-	return ""
-}
 
 // checkWithOpenSSL runs `openssl verify` and `openssl x509 -text` on an
 // issued chain (leaf, intermediates..., root) and asserts what a user would
 // look for.
 func checkWithOpenSSL(t *testing.T, bundle *identity.Bundle, chain []*x509.Certificate, wantURI string) {
 	t.Helper()
-	openssl := requireTool(t, "openssl")
+	openssl := peers.Command(t, "openssl")
 	dir := t.TempDir()
 	write := func(name string, certs []*x509.Certificate) string {
 		p := filepath.Join(dir, name)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"palisade.dev/palisade/test/peers"
+
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -28,7 +30,7 @@ func TestGRPCAuthorizerDown(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := freeAddr(t) // nothing listens here
+			addr := peers.FreeAddr(t) // nothing listens here
 			c := newTestClient(t, grpcProvider(addr, tt.opts))
 			got, err := c.Check(context.Background(), simpleInput)
 			if err != nil {

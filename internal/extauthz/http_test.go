@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"palisade.dev/palisade/test/peers"
+
 	"google.golang.org/protobuf/types/known/durationpb"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 )
@@ -191,8 +193,8 @@ func TestHTTPAuthorizerSlowOrDown(t *testing.T) {
 			Result{Status: 504, Reason: ReasonFailClosed}},
 		{"slow: timeout fails open", slow, &httpOpts{Timeout: durationpb.New(150 * time.Millisecond), FailOpen: true},
 			Result{Allowed: true, Reason: ReasonFailOpen}},
-		{"down: fails closed with 403", freeAddr(t), &httpOpts{}, Result{Status: 403, Reason: ReasonFailClosed}},
-		{"down: fails open", freeAddr(t), &httpOpts{FailOpen: true}, Result{Allowed: true, Reason: ReasonFailOpen}},
+		{"down: fails closed with 403", peers.FreeAddr(t), &httpOpts{}, Result{Status: 403, Reason: ReasonFailClosed}},
+		{"down: fails open", peers.FreeAddr(t), &httpOpts{FailOpen: true}, Result{Allowed: true, Reason: ReasonFailOpen}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,7 +214,7 @@ func TestHTTPAuthorizerSlowOrDown(t *testing.T) {
 // TestHTTPClientRecovers: the authorizer comes up on the address a client
 // already failed against, and the same client uses it.
 func TestHTTPClientRecovers(t *testing.T) {
-	addr := freeAddr(t)
+	addr := peers.FreeAddr(t)
 	c := newTestClient(t, httpProvider(addr, &httpOpts{IncludeRequestHeadersInCheck: []string{"x-ext-authz"}}))
 	in := productInput(http.Header{"X-Ext-Authz": {"allow"}})
 	res, err := c.Check(context.Background(), in)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"palisade.dev/palisade/test/peers"
+
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 )
 
@@ -142,7 +144,7 @@ func TestWorkshopPolicyWithOPAEnvoyPlugin(t *testing.T) {
 
 // TestWorkshopPolicyOPATest runs the policy's own suite with the real opa.
 func TestWorkshopPolicyOPATest(t *testing.T) {
-	bin := peerBinary(t, "PALISADE_OPA", "opa")
+	bin := peers.Binary(t, "PALISADE_OPA", "opa", "opa")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "test", "-v", workshopPolicy, workshopPolicyTest).CombinedOutput()

@@ -2,7 +2,6 @@ package extauthz
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -14,74 +13,23 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"palisade.dev/palisade/test/peers"
 )
 
 // Real peers: the OPA binaries built by tools/opa/build.sh and the
 // examples/authorizer program, run as processes on 127.0.0.1.
 
-// peerBinary finds a prebuilt binary through env, or under tools/opa/bin. It
-// skips the test when the binary is absent, unless CI is set: then a missing
-// peer fails the test.
-func peerBinary(t testing.TB, env, name string) string {
-	t.Helper()
-	path := os.Getenv(env)
-	if path == "" {
-		path = filepath.Join("..", "..", "tools", "opa", "bin", name)
-	}
-	abs, err := filepath.Abs(path)
-	if err == nil {
-		if _, err = os.Stat(abs); err == nil {
-			return abs
-		}
-	}
-	msg := fmt.Sprintf("%s not found at %s (set %s, or run tools/opa/build.sh): %v", name, path, env, err)
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-// freeAddr returns a 127.0.0.1 address nobody listens on right now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-// syncBuffer collects a process's output for the failure message.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startOPA runs the OPA Envoy plugin with one policy, as REAL-PEERS.md says,
 // and returns its ext_authz gRPC address once the plugin reports ready.
 func startOPA(t testing.TB, policy, path string) string {
 	t.Helper()
-	bin := peerBinary(t, "PALISADE_OPA_ENVOY", "opa-envoy-plugin")
+	bin := peers.Binary(t, "PALISADE_OPA_ENVOY", "opa", "opa-envoy-plugin")
 	policyAbs, err := filepath.Abs(policy)
 	if err != nil {
 		t.Fatal(err)
 	}
-	grpcAddr, httpAddr, diagAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	grpcAddr, httpAddr, diagAddr := peers.FreeAddr(t), peers.FreeAddr(t), peers.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "run", "--server",
 		"--addr="+httpAddr,
@@ -90,7 +38,7 @@ func startOPA(t testing.TB, policy, path string) string {
 		"--set=plugins.envoy_ext_authz_grpc.path="+path,
 		"--set=decision_logs.console=true",
 		policyAbs)
-	out := &syncBuffer{}
+	out := &peers.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -184,7 +132,7 @@ func startAuthorizer(t testing.TB, args ...string) string {
 		cancel()
 		t.Fatal(err)
 	}
-	stderr := &syncBuffer{}
+	stderr := &peers.Output{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		cancel()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -13,55 +12,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"palisade.dev/palisade/test/peers"
 )
-
-// dexBinary finds the Dex built by tools/dex/build.sh: $PALISADE_DEX, or
-// tools/dex/bin/dex in this checkout. Without it the test skips, unless
-// CI is set: then it fails.
-func dexBinary(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("PALISADE_DEX")
-	if p == "" {
-		p = filepath.Join("..", "..", "tools", "dex", "bin", "dex")
-	}
-	if _, err := os.Stat(p); err != nil {
-		msg := fmt.Sprintf("Dex binary not found at %s (build it with tools/dex/build.sh, or set PALISADE_DEX): %v", p, err)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
-
-// lockedBuffer collects a process's output for the failure log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // startDex runs Dex on a free 127.0.0.1 port and returns its issuer URL.
 func startDex(t *testing.T) string {
-	bin := dexBinary(t)
+	bin := peers.Binary(t, "PALISADE_DEX", "dex", "dex")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +37,7 @@ func startDex(t *testing.T) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "serve", cfg)
-	out := &lockedBuffer{}
+	out := &peers.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		cancel()

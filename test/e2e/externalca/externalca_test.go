@@ -25,32 +25,8 @@ import (
 
 	"palisade.dev/palisade/internal/ca"
 	"palisade.dev/palisade/test/e2e/meshtest"
+	"palisade.dev/palisade/test/peers"
 )
-
-func cfsslBinary(t *testing.T, root string) string {
-	t.Helper()
-	p := os.Getenv("PALISADE_CFSSL")
-	if p == "" {
-		p = filepath.Join(root, "tools", "cfssl", "bin", "cfssl")
-	}
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("cfssl not built (%v): run tools/cfssl/build.sh", err)
-		}
-		t.Skipf("cfssl not built (%v): run tools/cfssl/build.sh", err)
-	}
-	return p
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // pki writes a root and an intermediate for the external CA.
 func pki(t *testing.T, dir string) (rootFile, interFile, interKeyFile string) {
@@ -137,7 +113,7 @@ func waitHTTP(t *testing.T, url string) {
 // workload's SPIFFE ID.
 func TestControlPlaneSignsThroughCFSSL(t *testing.T) {
 	b := meshtest.Build(t)
-	cfssl := cfsslBinary(t, b.Root)
+	cfssl := peers.Binary(t, "PALISADE_CFSSL", "cfssl", "cfssl")
 	dir := t.TempDir()
 	rootFile, interFile, interKey := pki(t, dir)
 
@@ -152,7 +128,7 @@ func TestControlPlaneSignsThroughCFSSL(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "auth.key"), []byte(keyHex+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfsslAddr := freePort(t)
+	cfsslAddr := peers.FreeAddr(t)
 	host, port, _ := net.SplitHostPort(cfsslAddr)
 	start(t, "cfssl", exec.Command(cfssl, "serve", "-address", host, "-port", port, "-ca", interFile, "-ca-key", interKey,
 		"-config", filepath.Join(dir, "cfssl.json"), "-loglevel", "2"))
@@ -173,7 +149,7 @@ spec:
 		t.Fatal(err)
 	}
 	state := filepath.Join(dir, "state")
-	grpcAddr, adminAddr := freePort(t), freePort(t)
+	grpcAddr, adminAddr := peers.FreeAddr(t), peers.FreeAddr(t)
 	start(t, "control-plane", exec.Command(b.Palisade, "control-plane", "--config", conf, "--state", state,
 		"--listen", grpcAddr, "--admin", adminAddr,
 		"--external-ca-cfssl", "http://"+cfsslAddr, "--external-ca-chain", interFile, "--external-ca-roots", rootFile,
@@ -189,10 +165,10 @@ spec:
 
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer app.Close()
-	proxyAdmin := freePort(t)
+	proxyAdmin := peers.FreeAddr(t)
 	sidecar := exec.Command(b.Proxy, "--workload", "demo/web", "--service-account", "web-sa",
 		"--control-plane", grpcAddr, "--bundle", rootFile, "--admin", proxyAdmin, "--access-log", "",
-		"--inbound", "port=8080,name=http,protocol=HTTP,listen="+freePort(t)+",app="+strings.TrimPrefix(app.URL, "http://"))
+		"--inbound", "port=8080,name=http,protocol=HTTP,listen="+peers.FreeAddr(t)+",app="+strings.TrimPrefix(app.URL, "http://"))
 	sidecar.Env = append(os.Environ(), "PALISADE_JOIN_TOKEN="+token)
 	start(t, "sidecar", sidecar)
 	waitHTTP(t, "http://"+proxyAdmin+"/ready")
