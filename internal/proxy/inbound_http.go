@@ -130,6 +130,13 @@ func (p *Proxy) authorizeHTTP(w http.ResponseWriter, r *http.Request, cfg *Compi
 	if d.Audited {
 		p.log.Info("request audited", "policy", d.Audit.String(), "path", areq.Path, "source", rec.SourcePrincipal)
 	}
+	defer func() {
+		// AUDIT marks the entry; it never decides.
+		if d.Audited {
+			rec.Decision += "+AUDIT"
+			rec.Policy = strings.TrimPrefix(rec.Policy+"; "+d.Audit.String(), "; ")
+		}
+	}()
 	if !d.Allowed {
 		rec.Decision = "DENY"
 		p.log.Info("request denied", "reason", d.Reason, "policy", d.Policy.String(), "method", areq.Method, "path", areq.Path, "source", rec.SourcePrincipal)

@@ -126,6 +126,14 @@ spec:
   selector: {matchLabels: {app: productcatalog}}
   action: DENY
   rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: audit-products, namespace: workshop}
+spec:
+  selector: {matchLabels: {app: productcatalog}}
+  action: AUDIT
+  rules: [{to: [{operation: {paths: ["/products*"]}}]}]
 `)
 	m.reload()
 	m.sidecar("productcatalog", "productcatalog-sa", m.ca.issue(t, catalogID),
@@ -142,6 +150,19 @@ spec:
 		code, body := get(t, c, "http://productcatalog:5000"+p)
 		if code != http.StatusForbidden || body != "RBAC: access denied" {
 			t.Errorf("GET %s = %d %q, want 403 RBAC: access denied", p, code, body)
+		}
+	}
+	// Each decision is in the access log with the policy and rule that
+	// made it; AUDIT marks an entry without deciding.
+	log := m.logs["productcatalog"].String()
+	for _, want := range []string{
+		`"path":"/admin/x","protocol":"HTTP/2.0","response_code":403`,
+		`"authz_decision":"DENY","authz_policy":"DENY workshop/deny-admin rule 0"`,
+		`"path":"/products","protocol":"HTTP/2.0","response_code":200`,
+		`"authz_decision":"ALLOW+AUDIT","authz_policy":"AUDIT workshop/audit-products rule 0"`,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("access log lacks %s:\n%s", want, log)
 		}
 	}
 }

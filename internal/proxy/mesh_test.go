@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/jwt"
 	"palisade.dev/palisade/internal/proxy"
+	"palisade.dev/palisade/internal/telemetry"
 	"palisade.dev/palisade/internal/xds"
 )
 
@@ -59,13 +61,32 @@ type testMesh struct {
 	log   *slog.Logger
 	ctx   context.Context
 	roots *x509.CertPool
+	logs  map[string]*syncLog // access log of each sidecar, by workload name
+}
+
+// syncLog is an access log sink safe for concurrent writes.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newTestMesh(t *testing.T) *testMesh {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	m := &testMesh{t: t, ca: newTestCA(t), dir: t.TempDir(), ctx: ctx, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	m := &testMesh{t: t, ca: newTestCA(t), dir: t.TempDir(), ctx: ctx, log: slog.New(slog.NewTextHandler(io.Discard, nil)), logs: map[string]*syncLog{}}
 	if testing.Verbose() {
 		m.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -130,7 +151,9 @@ func (m *testMesh) sidecarServing(name, sa string, cert, serving *tls.Certificat
 	if httpProxy {
 		opts.HTTP = "127.0.0.1:0"
 	}
-	p := proxy.New(opts, store, staticCerts{serving}, nil, m.log)
+	logs := &syncLog{}
+	m.logs[name] = logs
+	p := proxy.New(opts, store, staticCerts{serving}, &proxy.Telemetry{AccessLog: telemetry.NewAccessLog(logs)}, m.log)
 	if err := p.Listen(); err != nil {
 		m.t.Fatal(err)
 	}
