@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -89,10 +90,10 @@ type Request struct {
 // PolicyRef names a policy and, for a match, the rule that matched
 // (0-based; -1 when no rule is involved).
 type PolicyRef struct {
-	Namespace string
-	Name      string
-	Action    Action
-	Rule      int
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Action    Action `json:"action"`
+	Rule      int    `json:"rule"`
 }
 
 func (p PolicyRef) String() string {
@@ -107,16 +108,16 @@ func (p PolicyRef) String() string {
 
 // Decision is the outcome of Evaluate.
 type Decision struct {
-	Allowed bool
+	Allowed bool `json:"allowed"`
 	// Policy is the DENY policy that denied, or the ALLOW policy that
 	// allowed; zero when the decision came from the defaults.
-	Policy PolicyRef
+	Policy PolicyRef `json:"policy"`
 	// Audited reports whether an AUDIT policy matched; Audit is the first
 	// one that did.
-	Audited bool
-	Audit   PolicyRef
+	Audited bool      `json:"audited,omitempty"`
+	Audit   PolicyRef `json:"audit,omitzero"`
 	// Reason says why, in a few words, for logs (never for the peer).
-	Reason string
+	Reason string `json:"reason"`
 }
 
 // Reasons a Decision can carry.
@@ -277,4 +278,19 @@ func (e *Engine) Evaluate(r *Request) Decision {
 	}
 	d.Reason = ReasonNoAllowMatch
 	return d
+}
+
+// MarshalJSON writes the action by name (ALLOW, DENY, AUDIT, CUSTOM).
+func (p PolicyRef) MarshalJSON() ([]byte, error) {
+	type ref struct {
+		Namespace string `json:"namespace,omitempty"`
+		Name      string `json:"name,omitempty"`
+		Action    string `json:"action,omitempty"`
+		Rule      int    `json:"rule"`
+	}
+	r := ref{Namespace: p.Namespace, Name: p.Name, Rule: p.Rule}
+	if p.Name != "" {
+		r.Action = p.Action.String()
+	}
+	return json.Marshal(r)
 }

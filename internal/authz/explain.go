@@ -9,35 +9,35 @@ import (
 // applies to the workload, matched or not, and for each rule what failed.
 // It is for operators (`palisade authz check`), not the hot path.
 type Explanation struct {
-	Decision Decision
+	Decision Decision `json:"decision"`
 	// CustomProvider and CustomPolicy are set when a CUSTOM policy matched:
 	// the external authorizer is asked before Decision stands.
-	CustomMatched  bool
-	CustomProvider string
-	CustomPolicy   PolicyRef
-	Policies       []PolicyExplanation
+	CustomMatched  bool                `json:"customMatched,omitempty"`
+	CustomProvider string              `json:"customProvider,omitempty"`
+	CustomPolicy   PolicyRef           `json:"customPolicy,omitzero"`
+	Policies       []PolicyExplanation `json:"policies"`
 }
 
 // PolicyExplanation is one applicable policy.
 type PolicyExplanation struct {
-	Policy   PolicyRef // Rule is the first matching rule, or -1
-	Provider string    // CUSTOM only
-	Matched  bool
-	Note     string
-	Rules    []RuleExplanation
+	Policy   PolicyRef         `json:"policy"`             // Rule is the first matching rule, or -1
+	Provider string            `json:"provider,omitempty"` // CUSTOM only
+	Matched  bool              `json:"matched"`
+	Note     string            `json:"note,omitempty"`
+	Rules    []RuleExplanation `json:"rules,omitempty"`
 }
 
 // RuleExplanation is one rule of a policy.
 type RuleExplanation struct {
-	Index   int
-	Matched bool
+	Index   int  `json:"index"`
+	Matched bool `json:"matched"`
 	// Failed lists the fields the request did not satisfy, with the value
 	// the request had.
-	Failed []string
+	Failed []string `json:"failed,omitempty"`
 	// Ignored lists HTTP-only fields a DENY, AUDIT or CUSTOM rule ignored
 	// because the connection is TCP.
-	Ignored []string
-	Note    string
+	Ignored []string `json:"ignored,omitempty"`
+	Note    string   `json:"note,omitempty"`
 }
 
 // Explain evaluates the request like Custom and Evaluate, recording why
