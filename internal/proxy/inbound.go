@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -31,6 +32,14 @@ type connInfo struct {
 	peerID spiffeid.ID
 	peer   *tls.ConnectionState
 	remote net.Addr
+	xfcc   *xfccOnce // this connection's XFCC element, built once
+}
+
+// xfccOnce holds a connection's encoded XFCC element: the client
+// certificate does not change for the life of the connection.
+type xfccOnce struct {
+	once  sync.Once
+	value string
 }
 
 type connInfoKey struct{}
@@ -176,8 +185,19 @@ func (p *Proxy) inboundServer(in InboundPort) *http.Server {
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          nil,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if ic, ok := c.(*infoConn); ok {
-				return context.WithValue(ctx, connInfoKey{}, ic.info)
+			switch v := c.(type) {
+			case *infoConn:
+				return context.WithValue(ctx, connInfoKey{}, v.info)
+			case *tls.Conn:
+				// Verified by the handshake; worked out once per connection.
+				st := v.ConnectionState()
+				ci := connInfo{remote: v.RemoteAddr(), xfcc: &xfccOnce{}}
+				if len(st.PeerCertificates) > 0 && len(st.PeerCertificates[0].URIs) == 1 {
+					if id, err := spiffeid.FromURI(st.PeerCertificates[0].URIs[0]); err == nil {
+						ci.mtls, ci.peerID, ci.peer = true, id, &st
+					}
+				}
+				return context.WithValue(ctx, connInfoKey{}, ci)
 			}
 			return ctx
 		},

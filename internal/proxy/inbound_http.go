@@ -240,11 +240,19 @@ func (p *Proxy) setXFCC(r *http.Request, ci connInfo) {
 	current := ""
 	hasCert := ci.mtls && ci.peer != nil && len(ci.peer.PeerCertificates) > 0
 	if hasCert {
-		var local *x509.Certificate
-		if cert, err := p.certs.GetCertificate(nil); err == nil && cert != nil {
-			local = cert.Leaf
+		build := func() string {
+			var local *x509.Certificate
+			if cert, err := p.certs.GetCertificate(nil); err == nil && cert != nil {
+				local = cert.Leaf
+			}
+			return xfcc.Current(local, ci.peer.PeerCertificates, xfcc.IstioSidecar)
 		}
-		current = xfcc.Current(local, ci.peer.PeerCertificates, xfcc.IstioSidecar)
+		if ci.xfcc != nil {
+			ci.xfcc.once.Do(func() { ci.xfcc.value = build() })
+			current = ci.xfcc.value
+		} else {
+			current = build()
+		}
 	}
 	v, keep := xfcc.Forward(xfcc.AppendForward, incoming, hasCert, current)
 	if keep {
