@@ -34,6 +34,7 @@ type sidecarFlags struct {
 	renewFraction  float64
 	accessLog      string
 	logFormat      string
+	pprof          bool
 	// gateway mode
 	gateway        bool
 	gatewayPorts   gatewayFlag
@@ -64,6 +65,7 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.Float64Var(&f.renewFraction, "renew-fraction", 0.5, "renew the certificate after this fraction of its lifetime")
 	fs.StringVar(&f.accessLog, "access-log", "-", "access log file, - for standard output, empty for none")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener (off by default)")
 	if f.gateway {
 		fs.Var(&f.gatewayPorts, "port", "gateway: a Gateway server port and where to listen for it, PORT=HOST:PORT (repeatable)")
 		fs.StringVar(&f.credentialsDir, "credentials-dir", "", "gateway: directory of TLS credentials by credentialName (NAME/tls.crt, tls.key, ca.crt)")

@@ -140,7 +140,7 @@ func run(ctx context.Context, args []string) error {
 			}
 		}()
 	}
-	admin, err := proxy.StartAdmin(f.admin, proxy.AdminSources{Store: store, Certs: agent, Keys: keys, Registry: reg}, log)
+	admin, err := proxy.StartAdmin(f.admin, proxy.AdminSources{Store: store, Certs: agent, Keys: keys, Registry: reg, Pprof: f.pprof}, log)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,9 @@ type AdminSources struct {
 	Certs    ChainSource
 	Keys     *jwt.KeyStore
 	Registry *prometheus.Registry
+	// Pprof serves net/http/pprof under /debug/pprof/; off unless asked
+	// for, since profiles expose the process's internals.
+	Pprof bool
 }
 
 // Admin is the sidecar's admin listener, on loopback: readiness, metrics
@@ -46,6 +50,13 @@ func StartAdmin(addr string, s AdminSources, log *slog.Logger) (*Admin, error) {
 		return nil, fmt.Errorf("proxy: admin listen: %w", err)
 	}
 	mux := http.NewServeMux()
+	if s.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-s.Store.Ready():

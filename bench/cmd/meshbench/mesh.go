@@ -183,6 +183,7 @@ type palisadeMesh struct {
 	cp, server, client *proc
 	HTTP, TCP          string // the client sidecar's outbound ports
 	ClientAdmin        string
+	ServerAdmin        string
 }
 
 func (m *palisadeMesh) stop() {
@@ -224,7 +225,9 @@ func startPalisade(ctx context.Context, e *env, sc scenario, be *backendAddrs) (
 		return m, err
 	}
 	sock := filepath.Join(state, "control.sock")
-	bundle := filepath.Join(state, "ca", "root-cert.pem")
+	// The trust bundle: every root the control plane's CA holds, as
+	// palisade up writes it for its sidecars.
+	bundle := filepath.Join(dir, "root-cert.pem")
 	if err := waitFor(20*time.Second, func() error {
 		if m.cp.exited() {
 			return fmt.Errorf("control plane exited: %s", m.cp.tail())
@@ -232,8 +235,19 @@ func startPalisade(ctx context.Context, e *env, sc scenario, be *backendAddrs) (
 		if _, err := os.Stat(sock); err != nil {
 			return err
 		}
-		_, err := os.Stat(bundle)
-		return err
+		roots, _ := filepath.Glob(filepath.Join(state, "ca", "roots", "*", "root-cert.pem"))
+		if len(roots) == 0 {
+			return fmt.Errorf("no root certificate under %s yet", state)
+		}
+		var pem []byte
+		for _, r := range roots {
+			b, err := os.ReadFile(r)
+			if err != nil {
+				return err
+			}
+			pem = append(pem, b...)
+		}
+		return os.WriteFile(bundle, pem, 0o644)
 	}); err != nil {
 		return m, err
 	}
@@ -249,9 +263,10 @@ func startPalisade(ctx context.Context, e *env, sc scenario, be *backendAddrs) (
 	if err != nil {
 		return m, err
 	}
-	common := []string{"--control-plane", cpAddr, "--bundle", bundle, "--access-log", ""}
+	common := []string{"--control-plane", cpAddr, "--bundle", bundle, "--access-log", "", "--pprof"}
+	m.ServerAdmin = freeAddr()
 	m.server, err = start(sc.Name+"-server-sidecar", dir, []string{"PALISADE_JOIN_TOKEN=" + tok}, e.bin("palisade-proxy"), append([]string{
-		"--workload", "bench/backend", "--service-account", "backend", "--label", "app=backend", "--admin", freeAddr(),
+		"--workload", "bench/backend", "--service-account", "backend", "--label", "app=backend", "--admin", m.ServerAdmin,
 		"--inbound", "port=8080,name=http,protocol=HTTP,listen=" + freeAddr() + ",app=" + be.HTTP,
 		"--inbound", "port=9000,name=tcp,protocol=TCP,listen=" + freeAddr() + ",app=" + be.TCP,
 	}, common...)...)

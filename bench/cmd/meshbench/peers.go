@@ -15,9 +15,17 @@ type pair struct {
 	client, server *proc
 	extra          []*proc
 	HTTP, TCP      string // client-side entry points
+	tcpPids        []int  // the processes carrying TCP, when not the HTTP pair
 }
 
 func (p *pair) pids() []int { return []int{p.client.pid(), p.server.pid()} }
+
+func (p *pair) tcpPIDs() []int {
+	if p.tcpPids != nil {
+		return p.tcpPids
+	}
+	return p.pids()
+}
 
 func (p *pair) stop() {
 	for _, x := range append([]*proc{p.client, p.server}, p.extra...) {
@@ -58,7 +66,7 @@ func startGhostunnel(e *env, pc *peerCerts, be *backendAddrs) (*pair, error) {
 		p.stop()
 		return nil, err
 	}
-	p.extra, p.TCP = []*proc{c2, s2}, tcp
+	p.extra, p.TCP, p.tcpPids = []*proc{c2, s2}, tcp, []int{c2.pid(), s2.pid()}
 	return p, waitPair(p)
 }
 
@@ -74,7 +82,7 @@ func startHAProxy(e *env, pc *peerCerts, be *backendAddrs) (*pair, error) {
 	p := &pair{Name: "haproxy", HTTP: freeAddr(), TCP: freeAddr()}
 	srvHTTP, srvTCP := freeAddr(), freeAddr()
 	const defaults = `global
-  maxconn 20000
+  maxconn 8000
 defaults
   timeout connect 5s
   timeout client 5m

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 )
 
@@ -114,7 +115,7 @@ func runSuite(ctx context.Context, args []string) error {
 	// Direct: the floor.
 	direct := &pathResult{Name: "direct", Title: "direct (client → backend)"}
 	rep.Paths = append(rep.Paths, direct)
-	measurePath(ctx, e, direct, be.HTTP, be.TCP, "", nil)
+	measurePath(ctx, e, direct, be.HTTP, be.TCP, "", nil, nil)
 
 	for i, sc := range scenarios {
 		pr := &pathResult{Name: sc.Name, Title: sc.Title}
@@ -128,10 +129,25 @@ func runSuite(ctx context.Context, args []string) error {
 		}
 		tcp := ""
 		if i == 0 {
-			tcp = m.TCP
+			// Memory on a mesh of its own, so held connections leave no
+			// trace in the load runs' figures.
 			measureIdle(e, pr, m.HTTP, firstHeader(sc, e.jwt), m.pids())
+			m.stop()
+			if m, err = startPalisade(ctx, e, sc, be); err != nil {
+				pr.Err = err.Error()
+				continue
+			}
+			tcp = m.TCP
 		}
-		measurePath(ctx, e, pr, m.HTTP, tcp, firstHeader(sc, e.jwt), m.pids())
+		measurePath(ctx, e, pr, m.HTTP, tcp, firstHeader(sc, e.jwt), m.pids(), m.pids())
+		if i == 0 {
+			log.Printf("%s: CPU profiles of both sidecars under the keep-alive load (not a measured run)", sc.Title)
+			prof, err := profileSidecars(ctx, e, m, firstHeader(sc, e.jwt))
+			if err != nil {
+				prof = "Not taken: " + err.Error()
+			}
+			rep.Profile = prof
+		}
 		m.stop()
 	}
 
@@ -164,7 +180,12 @@ func runSuite(ctx context.Context, args []string) error {
 			pr.Title += " (" + haproxyVersion(p.bin) + ")"
 		}
 		measureIdle(e, pr, pp.HTTP, "", pp.pids())
-		measurePath(ctx, e, pr, pp.HTTP, pp.TCP, "", pp.pids())
+		pp.stop()
+		if pp, err = p.start(e, pc, be); err != nil {
+			pr.Err = "not measured: " + err.Error()
+			continue
+		}
+		measurePath(ctx, e, pr, pp.HTTP, pp.TCP, "", pp.pids(), pp.tcpPIDs())
 		pp.stop()
 	}
 	backend.stop()
@@ -196,7 +217,7 @@ func runSuite(ctx context.Context, args []string) error {
 func (r *report) sanity() error {
 	var errs []error
 	for _, p := range r.Paths {
-		if p.Err != "" && (p.Name == "direct" || p.Name[:8] == "palisade") {
+		if p.Err != "" && (p.Name == "direct" || strings.HasPrefix(p.Name, "palisade")) {
 			errs = append(errs, fmt.Errorf("%s: %s", p.Title, p.Err))
 		}
 	}
@@ -256,7 +277,7 @@ func measureIdle(e *env, pr *pathResult, httpAddr, header string, pids []int) {
 	time.Sleep(time.Second) // let the proxies close the held connections
 }
 
-func measurePath(ctx context.Context, e *env, pr *pathResult, httpAddr, tcpAddr, header string, pids []int) {
+func measurePath(ctx context.Context, e *env, pr *pathResult, httpAddr, tcpAddr, header string, pids, tcpPids []int) {
 	pr.Load = map[string]*loadResult{}
 	for _, lt := range loadTests {
 		log.Printf("%s: %s", pr.Title, lt.Title)
@@ -270,7 +291,7 @@ func measurePath(ctx context.Context, e *env, pr *pathResult, httpAddr, tcpAddr,
 		time.Sleep(500 * time.Millisecond) // let TIME_WAIT and GC settle between runs
 	}
 	if tcpAddr != "" {
-		m := startMeter(pids)
+		m := startMeter(tcpPids)
 		v, err := transfer(tcpAddr, e.d.tcpBytes)
 		pr.TCPUse = m.stop()
 		if err != nil {
