@@ -108,9 +108,13 @@ func Up(ctx context.Context, o Options) (m *Mesh, err error) {
 		return nil, err
 	}
 	m = &Mesh{opts: o, daemon: d}
+	// Every failure below returns nil for the mesh: stop what started
+	// through a copy of the pointer, or the processes already started
+	// outlive palisade up.
+	started := m
 	defer func() {
 		if err != nil {
-			m.Stop()
+			started.Stop()
 		}
 	}()
 	st, _ := json.Marshal(State{AdminAddress: d.AdminAddr(), GRPCAddress: d.GRPCAddr(), PrivilegedSocket: filepath.Join(o.StateDir, PrivilegedSocket), ConfigDir: o.Dir, PID: os.Getpid()})
