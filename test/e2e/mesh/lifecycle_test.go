@@ -176,3 +176,39 @@ func TestLeftoverDetection(t *testing.T) {
 		t.Errorf("Leftovers after kill = %v", left)
 	}
 }
+
+// A workload that cannot start fails palisade up with a clear error and
+// stops what had started already (the control plane, the first sidecars).
+func TestUpFailsCleanly(t *testing.T) {
+	b := meshtest.Build(t)
+	b.BuildMain(t, "./test/e2e/mesh/meshapp")
+	dir := meshtest.CopyDir(t, filepath.Join(b.Root, "test", "e2e", "mesh", "testdata", "manual"))
+	wl, err := os.ReadFile(filepath.Join(dir, "workloads.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The last workload (echo) has no such command; client and web start.
+	wl = []byte(strings.Replace(string(wl), "command: meshapp\n  args: [tcp]", "command: no-such-command-e2e", 1))
+	if err := os.WriteFile(filepath.Join(dir, "workloads.yaml"), wl, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	cmd := exec.Command(b.Palisade, "up", "--state", state, "--control-plane", "127.0.0.1:0", "--admin", "127.0.0.1:0", dir)
+	cmd.Dir = b.Root
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("palisade up succeeded without echo's command:\n%s", out)
+	}
+	if strings.Contains(string(out), "panic:") || !strings.Contains(string(out), "no-such-command-e2e") {
+		t.Errorf("palisade up's error does not name the missing command:\n%s", out)
+	}
+	// Every sidecar's arguments name the state directory.
+	time.Sleep(300 * time.Millisecond)
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		c, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(c), state) {
+			t.Errorf("process %s left running: %s", e.Name(), strings.ReplaceAll(string(c), "\x00", " "))
+		}
+	}
+}
