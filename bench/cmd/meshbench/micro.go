@@ -28,6 +28,8 @@ func runMicro(ctx context.Context, e *env) ([]microResult, string, error) {
 	args := []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "-count", "1"}
 	if e.quick {
 		args = append(args, "-benchtime", "100x")
+	} else {
+		args = append(args, "-benchtime", "500ms")
 	}
 	args = append(args, microPackages...)
 	cmd := exec.CommandContext(ctx, "go", args...)

@@ -86,7 +86,7 @@ func runSuite(ctx context.Context, args []string) error {
 			*p = abs
 		}
 	}
-	e.d = durations{rate: 15 * time.Second, max: 10 * time.Second, newconn: 10 * time.Second, tcpBytes: 1 << 30, idleConns: 1000}
+	e.d = durations{rate: 15 * time.Second, max: 8 * time.Second, newconn: 8 * time.Second, tcpBytes: 1 << 30, idleConns: 1000}
 	if e.quick {
 		e.d = durations{rate: 2 * time.Second, max: time.Second, newconn: time.Second, tcpBytes: 32 << 20, idleConns: 1000}
 	}
