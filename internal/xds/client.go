@@ -31,7 +31,8 @@ type Client struct {
 	Handler Handler
 	Log     *slog.Logger
 	// MinBackoff and MaxBackoff bound the wait between reconnects
-	// (defaults 200ms and 15s).
+	// (defaults 200ms and 5s: a control plane that comes back is found within
+	// seconds; jitter spreads the proxies out).
 	MinBackoff, MaxBackoff time.Duration
 	// OnConnected, if set, is told when a stream comes up or goes down.
 	OnConnected func(bool)
@@ -47,7 +48,7 @@ func (c *Client) Run(ctx context.Context) error {
 		minB = 200 * time.Millisecond
 	}
 	if maxB == 0 {
-		maxB = 15 * time.Second
+		maxB = 5 * time.Second
 	}
 	backoff := minB
 	for {
