@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Palisade's benchmarks on this machine and writes the report.
-#   bench/run.sh           everything, writes BENCHMARKS.md (about 8-10 minutes on 2 cores)
+#   bench/run.sh           everything, writes BENCHMARKS.md (about 5 minutes on 2 cores)
 #   bench/run.sh --quick   short runs, a smaller control-plane scale; writes
 #                          $BENCH_OUT (default: a temporary file) and prints it
 # Installs what a fresh machine lacks: Debian's haproxy (apt-get), fortio

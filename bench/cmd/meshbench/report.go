@@ -281,7 +281,7 @@ func (r *report) writeHowTo(w writer) {
 	w(`## How it runs, and how to reproduce
 
 `+"```sh"+`
-make bench        # everything: about 8 minutes on 2 cores
+make bench        # everything: about 5 minutes on 2 cores
 make bench-quick  # the same harness with 1-2 s runs and a 1,000-proxy control plane (CI)
 `+"```"+`
 
