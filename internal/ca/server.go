@@ -166,7 +166,9 @@ func (c *ServingCertificate) GetCertificate(*tls.ClientHelloInfo) (*tls.Certific
 		cert.Certificate = append(cert.Certificate, x.Raw)
 	}
 	c.cur = cert
-	c.renewAt = chain[0].NotBefore.Add(chain[0].NotAfter.Sub(chain[0].NotBefore) / 2)
+	// Half the lifetime from now: NotBefore is backdated, which for a
+	// short TTL would make every handshake sign a new certificate.
+	c.renewAt = now.Add(chain[0].NotAfter.Sub(now) / 2)
 	return cert, nil
 }
 

@@ -226,3 +226,23 @@ func TestJoinTokensStoreOnlyHashes(t *testing.T) {
 		t.Error("Issue with zero ttl succeeded")
 	}
 }
+
+// A short-lived serving certificate is kept for half its lifetime from
+// issuance: the backdated NotBefore must not make every handshake sign.
+func TestServingCertificateShortTTLKeptHalfItsLife(t *testing.T) {
+	clock := newFakeClock()
+	a := newTestAuthority(t, clock, KeyEC)
+	serving := NewServingCertificate(a, identity.ControlPlaneID(td), time.Minute, clock.Now)
+	first, err := serving.GetCertificate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(29 * time.Second)
+	if again, _ := serving.GetCertificate(nil); again != first {
+		t.Error("a new serving certificate before half its lifetime")
+	}
+	clock.Advance(2 * time.Second)
+	if later, _ := serving.GetCertificate(nil); later == first {
+		t.Error("the serving certificate was not renewed after half its lifetime")
+	}
+}

@@ -408,9 +408,18 @@ func (a *Agent) build(pems []string, key *ecdsa.PrivateKey) (*held, error) {
 	for _, c := range send {
 		tc.Certificate = append(tc.Certificate, c.Raw)
 	}
-	lifetime := leaf.NotAfter.Sub(leaf.NotBefore)
+	// The lifetime counts from when the certificate arrived, as Istio's
+	// agent counts it, not from NotBefore: the CA backdates NotBefore for
+	// clock skew, which for a short-lived certificate (a TTL of a minute,
+	// a minute backdated) would put the renewal time in the past at once
+	// and renew in a tight loop.
+	start := leaf.NotBefore
+	if start.Before(now) {
+		start = now
+	}
+	lifetime := leaf.NotAfter.Sub(start)
 	early := time.Duration(a.cfg.Jitter * mrand.Float64() * float64(lifetime))
-	renewAt := leaf.NotBefore.Add(time.Duration(a.cfg.RenewFraction*float64(lifetime)) - early)
+	renewAt := start.Add(time.Duration(a.cfg.RenewFraction*float64(lifetime)) - early)
 	return &held{
 		svid:    &x509svid.SVID{ID: id, Certificates: send, PrivateKey: key},
 		tls:     tc,

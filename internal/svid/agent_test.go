@@ -72,9 +72,11 @@ func TestAgentObtainsAndRotates(t *testing.T) {
 	if got := first.Leaf.NotAfter.Sub(clock.Now()); got != time.Hour {
 		t.Errorf("lifetime = %s, want the 1h asked for", got)
 	}
+	// Half the lifetime counted from issuance (the backdated NotBefore
+	// does not count), less up to the jitter.
 	renewAt := a.RenewAt()
-	lifetime := first.Leaf.NotAfter.Sub(first.Leaf.NotBefore)
-	want := first.Leaf.NotBefore.Add(lifetime / 2)
+	lifetime := first.Leaf.NotAfter.Sub(clock.Now())
+	want := clock.Now().Add(lifetime / 2)
 	if renewAt.After(want) || renewAt.Before(want.Add(-lifetime/100)) {
 		t.Errorf("renewAt = %s, want within 1%% of lifetime before %s", renewAt, want)
 	}
@@ -107,6 +109,35 @@ func TestAgentObtainsAndRotates(t *testing.T) {
 	}
 	if logs.Contains(cfg.JoinToken) {
 		t.Error("the join token was logged")
+	}
+}
+
+// A certificate as short-lived as its CA's one-minute backdate renews at
+// half its lifetime from issuance, not at once and again in a loop.
+func TestAgentShortLivedRenewsAtHalfLife(t *testing.T) {
+	clock := newFakeClock()
+	c := startCA(t, clock, ca.Options{})
+	cfg := c.agentConfig(t, "default", "sleep", &logBuffer{})
+	cfg.TTL = time.Minute
+	a := runAgent(t, cfg)
+	waitReady(t, a)
+	first, _ := a.GetCertificate(nil)
+	if got := first.Leaf.NotAfter.Sub(first.Leaf.NotBefore); got <= time.Minute {
+		t.Fatalf("lifetime from NotBefore = %s; the case needs a backdated NotBefore", got)
+	}
+	want := clock.Now().Add(30 * time.Second)
+	if got := a.RenewAt(); got.After(want) || got.Before(want.Add(-time.Minute/100)) {
+		t.Errorf("renewAt = %s, want within 1%% of the lifetime before %s", got, want)
+	}
+	waitWaiting(t, clock)
+	if got := testutil.ToFloat64(a.renewals.WithLabelValues("success")); got != 1 {
+		t.Errorf("successful renewals before renewAt = %v, want 1", got)
+	}
+	clock.Set(a.RenewAt())
+	eventually(t, "rotation at half-life", func() bool { return serial(t, a) != first.Leaf.SerialNumber.String() })
+	waitWaiting(t, clock)
+	if got := testutil.ToFloat64(a.renewals.WithLabelValues("success")); got != 2 {
+		t.Errorf("successful renewals = %v, want 2", got)
 	}
 }
 
