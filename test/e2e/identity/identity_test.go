@@ -216,9 +216,9 @@ func bundleOf(t *testing.T, m *meshtest.Mesh, id string) ([]string, error) {
 type caStatus struct {
 	BundleSize int `json:"bundleSize"`
 	Roots      []struct {
-		ID   int    `json:"id"`
+		ID    int    `json:"id"`
 		State string `json:"state"`
-		Root struct {
+		Root  struct {
 			SHA256 string `json:"sha256Fingerprint"`
 		} `json:"root"`
 		LastIssuedExpiry time.Time `json:"lastIssuedExpiry"`
