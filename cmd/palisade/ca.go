@@ -76,6 +76,16 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "CA initialised in %s for trust domain %s\n\n", *state, td.Name())
 		return printCAStatus(stdout, a.Status(), "text")
 	case "show":
+		// A running mesh owns the CA: show its live view. The state on
+		// disk rounds each root's last expiry up (ca.Options.PersistSlack),
+		// so an old root would seem to linger, and opening it here would
+		// write the state under the running control plane.
+		if sock := filepath.Join(filepath.Dir(*state), localmesh.PrivilegedSocket); socketExists(sock) {
+			var s ca.Status
+			if err := adminGet(ctx, filepath.Dir(*state), "", "/api/ca", &s); err == nil && s.Mode != "" && s.Mode != "external" {
+				return printCAStatus(stdout, s, *output)
+			}
+		}
 		a, err := ca.Open(*state, opts)
 		if err != nil {
 			return err
