@@ -70,6 +70,8 @@ type Mesh struct {
 	procs  []*process
 	rows   []row
 	urls   []string
+
+	stopBundle context.CancelFunc
 }
 
 type row struct {
@@ -108,6 +110,11 @@ func Up(ctx context.Context, o Options) (m *Mesh, err error) {
 		return nil, err
 	}
 	m = &Mesh{opts: o, daemon: d}
+	// root-cert.pem follows the live bundle, so a sidecar started after a
+	// root rotation (by hand, with a join token) trusts the CA's new root.
+	bctx, stopBundle := context.WithCancel(ctx)
+	m.stopBundle = stopBundle
+	go writeBundle(bctx, auth, bundlePath, o.Log)
 	// Every failure below returns nil for the mesh: stop what started
 	// through a copy of the pointer, or the processes already started
 	// outlive palisade up.
@@ -374,6 +381,7 @@ func (m *Mesh) Daemon() *controlplane.Daemon { return m.daemon }
 // Stop ends every process, apps first, then sidecars, then the control
 // plane, and removes the state file.
 func (m *Mesh) Stop() {
+	m.stopBundle()
 	for i := len(m.procs) - 1; i >= 0; i-- {
 		m.procs[i].terminate(5 * time.Second)
 	}
@@ -422,4 +430,26 @@ func httpOK(u string) error {
 		return errors.New(resp.Status)
 	}
 	return nil
+}
+
+// writeBundle rewrites path with the CA's trust bundle on every change
+// until ctx ends; the file is replaced whole, never seen half written.
+func writeBundle(ctx context.Context, auth *ca.Authority, path string, log *slog.Logger) {
+	updates, cancel := auth.Subscribe()
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-updates:
+			tmp := path + ".tmp"
+			err := os.WriteFile(tmp, b.MarshalPEM(), 0o644)
+			if err == nil {
+				err = os.Rename(tmp, path)
+			}
+			if err != nil && log != nil {
+				log.Error("localmesh: write the trust bundle", "path", path, "err", err)
+			}
+		}
+	}
 }
