@@ -1,7 +1,9 @@
 package identity_test
 
 import (
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -88,6 +90,50 @@ func startSidecar(t *testing.T, m *meshtest.Mesh, workload, sa, token string) *s
 	return s
 }
 
+func (s *sidecar) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// chain is the certificate chain the sidecar's admin serves on /certs.
+func (s *sidecar) chain() ([]*x509.Certificate, error) {
+	resp, err := http.Get("http://" + s.admin + "/certs")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/certs: %s", resp.Status)
+	}
+	var c struct {
+		ChainPEM string `json:"chainPEM"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	rest := []byte(c.ChainPEM)
+	for {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		cert, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cert)
+	}
+	if len(out) < 2 {
+		return nil, fmt.Errorf("/certs: %d certificates", len(out))
+	}
+	return out, nil
+}
+
 func (s *sidecar) output() string { return string(mustReadQuiet(s.log)) }
 
 func mustReadQuiet(path string) []byte {
@@ -163,25 +209,15 @@ func TestJoinTokenBindsOneIdentityOnce(t *testing.T) {
 		tok := joinToken(t, m, "workshop", "reviews-sa")
 		first := startSidecar(t, m, "workshop/reviews-a", "reviews-sa", tok)
 		meshtest.Eventually(t, 40*time.Second, "the first sidecar's certificate", func() error {
-			select {
-			case <-first.done:
+			if first.exited() {
 				t.Fatalf("the first sidecar exited:\n%s", first.output())
-			default:
 			}
-			resp, err := http.Get("http://" + first.admin + "/certs")
+			chain, err := first.chain()
 			if err != nil {
 				return err
 			}
-			defer resp.Body.Close()
-			var c struct {
-				ChainPEM string `json:"chainPEM"`
-			}
-			if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
-				return err
-			}
-			chain := parsePEM(t, []byte(c.ChainPEM))
-			if len(chain) == 0 || len(chain[0].URIs) != 1 {
-				return fmt.Errorf("no certificate yet")
+			if len(chain[0].URIs) != 1 {
+				t.Fatalf("the first sidecar's certificate has URI SANs %v", chain[0].URIs)
 			}
 			if got := chain[0].URIs[0].String(); got != "spiffe://cluster.local/ns/workshop/sa/reviews-sa" {
 				t.Fatalf("the first sidecar holds %s", got)
