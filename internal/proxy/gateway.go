@@ -82,7 +82,7 @@ func (p *Proxy) acceptGateway(c net.Conn, gl GatewayListener, httpLn *chanListen
 		httpLn.deliver(replay)
 		return
 	}
-	srv := gp.serverFor(sni)
+	srv := gp.serverFor(sni, true)
 	if srv == nil {
 		p.log.Info("gateway: no server for SNI", "port", gl.Port, "sni", sni)
 		reset(c)
@@ -192,7 +192,13 @@ func (p *Proxy) gatewayHandler(port uint32) http.Handler {
 		}
 		var srv *gatewayServer
 		if gp != nil {
-			srv = gp.serverFor(r.Host)
+			if r.TLS != nil {
+				// The server whose certificate (and client CA) the
+				// handshake used, chosen by SNI.
+				srv = gp.serverFor(r.TLS.ServerName, true)
+			} else {
+				srv = gp.serverFor(r.Host, false)
+			}
 		}
 		if srv == nil {
 			rec.ResponseFlags = "NR"

@@ -57,9 +57,16 @@ type destination struct {
 	port uint32 // 0: the service's only port
 }
 
+// isTLS reports whether clients speak TLS to the server (protocol HTTPS
+// or TLS). The TLS mode alone does not say: its zero value is
+// PASSTHROUGH, which a plain HTTP server with httpsRedirect also reads as.
+func (s *gatewayServer) isTLS() bool {
+	return s.protocol == "HTTPS" || s.protocol == "TLS"
+}
+
 // Terminates reports whether the server terminates TLS at the gateway.
 func (s *gatewayServer) Terminates() bool {
-	if s.tls == nil {
+	if s.tls == nil || !s.isTLS() {
 		return false
 	}
 	switch s.tls.GetMode() {
@@ -203,13 +210,18 @@ func hostsOverlap(a, b []string) bool {
 	return false
 }
 
-// serverFor picks the server of a port whose hosts match host (a Host
-// header or an SNI); the most specific host wins.
-func (gp *gatewayPort) serverFor(host string) *gatewayServer {
+// serverFor picks the server of a port whose hosts match host: among
+// the TLS servers by SNI for a TLS connection, among the plain ones by
+// Host header otherwise, as Envoy's filter chains split them. The most
+// specific host wins.
+func (gp *gatewayPort) serverFor(host string, tls bool) *gatewayServer {
 	host = strings.ToLower(hostOnly(strings.TrimSuffix(host, ".")))
 	var best *gatewayServer
 	bestLen := -1
 	for _, s := range gp.servers {
+		if s.isTLS() != tls {
+			continue
+		}
 		for _, h := range s.hosts {
 			if h == "*" || hostMatches(h, host) {
 				l := len(h)
@@ -226,8 +238,13 @@ func (gp *gatewayPort) serverFor(host string) *gatewayServer {
 }
 
 // route finds the first HTTP route of the server matching the request.
+// The Host must match one of the server's hosts too: a client that
+// chose a server by SNI cannot reach another server's routes by Host.
 func (s *gatewayServer) route(r *http.Request, port uint32) *httpRoute {
-	host := strings.ToLower(hostOnly(r.Host))
+	host := strings.ToLower(hostOnly(strings.TrimSuffix(r.Host, ".")))
+	if !s.servesHost(host) {
+		return nil
+	}
 	for _, hr := range s.http {
 		hostOK := false
 		for _, h := range hr.vsHosts {
@@ -301,4 +318,13 @@ func (s *gatewayServer) sniRoute(sni string) *tlsRoute {
 		}
 	}
 	return nil
+}
+
+func (s *gatewayServer) servesHost(host string) bool {
+	for _, h := range s.hosts {
+		if h == "*" || hostMatches(h, host) {
+			return true
+		}
+	}
+	return false
 }

@@ -170,6 +170,14 @@ func (p *Proxy) inboundServer(in InboundPort) *http.Server {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = in.App
 			pr.Out.Host = pr.In.Host
+			// Envoy's sidecar inbound (use_remote_address false) passes
+			// the X-Forwarded-* headers a gateway set on to the app;
+			// ReverseProxy would drop them.
+			for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+				if v, ok := pr.In.Header[h]; ok {
+					pr.Out.Header[h] = v
+				}
+			}
 		},
 		Transport:     tr,
 		FlushInterval: -1,
