@@ -222,7 +222,7 @@ func (p *Proxy) gatewayHandler(port uint32) http.Handler {
 		if !p.admit(sw, r, cfg, areq, rec) {
 			return
 		}
-		hr := srv.route(r, port)
+		hr, match := srv.route(r, port)
 		if hr == nil {
 			rec.ResponseFlags = "NR"
 			http.Error(sw, "", http.StatusNotFound)
@@ -247,13 +247,15 @@ func (p *Proxy) gatewayHandler(port uint32) http.Handler {
 		}
 		rec.DestinationService = u.Host
 		p.prepareForwarded(r, srv)
-		if rw := hr.route.GetRewrite(); rw != nil && rw.GetUri() != "" {
-			if m := firstPrefix(hr.matches); m != "" && strings.HasPrefix(r.URL.Path, m) {
-				r.URL.Path = rw.GetUri() + strings.TrimPrefix(r.URL.Path, m)
-				r.URL.RawPath = ""
-			}
+		rw := hr.route.GetRewrite()
+		if rw.GetUri() != "" {
+			r.URL.Path = rewritePath(r.URL.Path, rw.GetUri(), match)
+			r.URL.RawPath = ""
 		}
 		out := r.Clone(r.Context())
+		if rw.GetAuthority() != "" {
+			out.Host = rw.GetAuthority()
+		}
 		rt := p.route(cfg, u)
 		out.URL.Host = fmt.Sprintf("%s:%d", u.Host, u.Port)
 		out.URL.Scheme = "http"
@@ -337,15 +339,6 @@ func (p *Proxy) redirect(w http.ResponseWriter, r *http.Request, rd *networkingv
 		code = http.StatusMovedPermanently
 	}
 	http.Redirect(w, r, scheme+"://"+host+path, code)
-}
-
-func firstPrefix(ms []*networkingv1alpha3.HTTPMatchRequest) string {
-	for _, m := range ms {
-		if p := m.GetUri().GetPrefix(); p != "" {
-			return p
-		}
-	}
-	return ""
 }
 
 func copyFlush(w http.ResponseWriter, r io.Reader) {

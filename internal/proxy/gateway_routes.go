@@ -237,13 +237,14 @@ func (gp *gatewayPort) serverFor(host string, tls bool) *gatewayServer {
 	return best
 }
 
-// route finds the first HTTP route of the server matching the request.
+// route finds the first HTTP route of the server matching the request,
+// and the match that selected it (nil for a route without matches).
 // The Host must match one of the server's hosts too: a client that
 // chose a server by SNI cannot reach another server's routes by Host.
-func (s *gatewayServer) route(r *http.Request, port uint32) *httpRoute {
+func (s *gatewayServer) route(r *http.Request, port uint32) (*httpRoute, *networkingv1alpha3.HTTPMatchRequest) {
 	host := strings.ToLower(hostOnly(strings.TrimSuffix(r.Host, ".")))
 	if !s.servesHost(host) {
-		return nil
+		return nil, nil
 	}
 	for _, hr := range s.http {
 		hostOK := false
@@ -254,15 +255,33 @@ func (s *gatewayServer) route(r *http.Request, port uint32) *httpRoute {
 			continue
 		}
 		if len(hr.matches) == 0 {
-			return hr
+			return hr, nil
 		}
 		for _, m := range hr.matches {
 			if hr.matchRequest(m, r, port) {
-				return hr
+				return hr, m
 			}
 		}
 	}
-	return nil
+	return nil, nil
+}
+
+// rewritePath applies rewrite.uri as Envoy's route does for Istio: the
+// prefix that matched is replaced; an exact or regex match has matched
+// the whole path, which is replaced; without a uri match the route
+// matched prefix "/", which is replaced.
+func rewritePath(path, uri string, m *networkingv1alpha3.HTTPMatchRequest) string {
+	matched := "/"
+	switch {
+	case m.GetUri().GetPrefix() != "":
+		matched = m.GetUri().GetPrefix()
+	case m.GetUri().GetExact() != "", m.GetUri().GetRegex() != "":
+		matched = path
+	}
+	if !strings.HasPrefix(path, matched) {
+		return path
+	}
+	return uri + strings.TrimPrefix(path, matched)
 }
 
 func (hr *httpRoute) matchRequest(m *networkingv1alpha3.HTTPMatchRequest, r *http.Request, port uint32) bool {
