@@ -308,4 +308,7 @@ spec:
 	if err := echo(); err != nil {
 		t.Errorf("TCP after the restart: %v", err)
 	}
+	if cp.exited() {
+		t.Errorf("the restarted control plane exited during the test")
+	}
 }
