@@ -117,7 +117,7 @@ func BenchmarkCompile(b *testing.B) {
 	n := 0
 	for t, rs := range set {
 		res[t] = map[string]proto.Message{}
-		for name, r := range rs {
+		for name, r := range rs.ByName {
 			m, err := r.Any.UnmarshalNew()
 			if err != nil {
 				b.Fatal(err)

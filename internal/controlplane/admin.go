@@ -65,11 +65,17 @@ func (s *Server) Status() []WorkloadStatus {
 // PeerResolver resolves PeerAuthentication for one workload from a
 // snapshot.
 func PeerResolver(snap *config.Snapshot, w config.WorkloadRef) *authn.Resolver {
+	return authn.Resolve(peerPolicies(snap), w, snap.Mesh.GetRootNamespace())
+}
+
+// peerPolicies are the snapshot's PeerAuthentications, for resolving
+// many workloads against.
+func peerPolicies(snap *config.Snapshot) []authn.Policy {
 	var ps []authn.Policy
 	for _, r := range snap.OfKind(config.KindPeerAuthentication) {
 		ps = append(ps, authn.Policy{Namespace: r.Meta.Namespace, Name: r.Meta.Name, Spec: r.Spec.(*securityv1beta1.PeerAuthentication)})
 	}
-	return authn.Resolve(ps, w, snap.Mesh.GetRootNamespace())
+	return ps
 }
 
 func (d *Daemon) adminHandler() http.Handler {

@@ -89,8 +89,12 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	d.Push = NewServer(o.Log, o.Registry, func(chain []*x509.Certificate) (spiffeid.ID, error) {
 		return identity.VerifyChain(d.Signer.Bundle(), chain, time.Now())
 	})
-	d.Push.SetBundle(d.Signer.Bundle().MarshalPEM())
-	d.Push.SetSnapshot(snap)
+	if err := d.Push.SetBundle(d.Signer.Bundle().MarshalPEM()); err != nil {
+		return nil, err
+	}
+	if err := d.Push.SetSnapshot(snap); err != nil {
+		return nil, err
+	}
 
 	caServer, err := ca.NewServer(d.Signer, ca.Chain{d.Tokens, ca.CertificateAuthenticator{Bundle: d.Signer.Bundle}}, o.Log)
 	if err != nil {
@@ -150,10 +154,14 @@ func (d *Daemon) follow(ctx context.Context) {
 			return
 		case s := <-snaps:
 			d.log.Info("config changed, pushing", "version", s.Version, "resources", len(s.Resources))
-			d.Push.SetSnapshot(s)
+			if err := d.Push.SetSnapshot(s); err != nil {
+				d.log.Error("config refused, the last good one stays in force", "version", s.Version, "err", err)
+			}
 		case b := <-bundles:
 			d.log.Info("trust bundle changed, pushing", "roots", b.Len())
-			d.Push.SetBundle(b.MarshalPEM())
+			if err := d.Push.SetBundle(b.MarshalPEM()); err != nil {
+				d.log.Error("trust bundle refused, the last good one stays in force", "err", err)
+			}
 		}
 	}
 }

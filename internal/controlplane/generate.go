@@ -44,13 +44,81 @@ type Input struct {
 // trust bundle, the mesh config, every service it may call, the
 // destination rules, and only the policies that apply to its workload.
 func Generate(in *Input, p Proxy) (xds.Set, error) {
-	set := xds.Set{}
+	g, err := newGeneration(in, nil)
+	if err != nil {
+		return nil, err
+	}
+	return g.set(p), nil
+}
+
+// generation is what one state of the mesh pushes, worked out once for
+// all proxies: every resource is marshalled once (or taken from the
+// previous generation when its config did not change); the types every
+// proxy receives whole are shared sets, reused from the previous
+// generation when their contents are the same, so a proxy holding them
+// is skipped by pointer; and the policies are grouped by namespace, so
+// a proxy's own are found without looking at the rest of the mesh.
+type generation struct {
+	root string
+	// shared: type → the set every proxy receives (trust bundle, mesh
+	// config, services, destination rules).
+	shared map[string]*xds.Resources
+	// policies: namespace → its PeerAuthentications,
+	// RequestAuthentications and AuthorizationPolicies.
+	policies map[string][]scoped
+	gateways []gatewayEntry
+	// virtualServices go to every gateway.
+	virtualServices *xds.Resources
+	// encoded carries resources made from snapshot specs over to the
+	// next generation, by spec.
+	encoded map[proto.Message]*xds.Resource
+}
+
+type scoped struct {
+	namespace string
+	spec      config.Scoped
+	res       *xds.Resource
+}
+
+type gatewayEntry struct {
+	spec *networkingv1alpha3.Gateway
+	res  *xds.Resource
+}
+
+// newGeneration builds the generation for in, reusing what it can of
+// prev (nil for none).
+func newGeneration(in *Input, prev *generation) (*generation, error) {
+	g := &generation{
+		root:     in.Snapshot.Mesh.GetRootNamespace(),
+		shared:   map[string]*xds.Resources{},
+		policies: map[string][]scoped{},
+		encoded:  map[proto.Message]*xds.Resource{},
+	}
+	var old map[proto.Message]*xds.Resource
+	if prev != nil {
+		old = prev.encoded
+	}
+	// encode marshals a spec of the snapshot, or takes its resource from
+	// the previous generation: snapshot specs are never modified.
+	encode := func(name string, m proto.Message) (*xds.Resource, error) {
+		if r := old[m]; r != nil && r.Name == name {
+			g.encoded[m] = r
+			return r, nil
+		}
+		r, err := xds.NewResource(name, m)
+		if err != nil {
+			return nil, err
+		}
+		g.encoded[m] = r
+		return r, nil
+	}
+	shared := xds.Set{}
 	add := func(name string, m proto.Message) error {
 		r, err := xds.NewResource(name, m)
 		if err != nil {
 			return err
 		}
-		set.Add(r)
+		shared.Add(r)
 		return nil
 	}
 	if err := add(xds.RootCAName, xds.BundleSecret(in.Bundle)); err != nil {
@@ -64,41 +132,86 @@ func Generate(in *Input, p Proxy) (xds.Set, error) {
 			return nil, err
 		}
 	}
-	root := in.Snapshot.Mesh.GetRootNamespace()
-	ref := p.ref()
+	vs := xds.Set{}
 	for _, r := range in.Snapshot.Resources {
 		name := r.Meta.Namespace + "/" + r.Meta.Name
-		var m proto.Message
+		var sc config.Scoped
 		switch spec := r.Spec.(type) {
-		case *networkingv1alpha3.DestinationRule:
-			m = spec
+		case *networkingv1alpha3.DestinationRule, *networkingv1alpha3.VirtualService, *networkingv1alpha3.Gateway:
 		case *securityv1beta1.PeerAuthentication:
-			if config.Applies(r.Meta.Namespace, spec, ref, root) {
-				m = spec
-			}
+			sc = spec
 		case *securityv1beta1.RequestAuthentication:
-			if config.Applies(r.Meta.Namespace, spec, ref, root) {
-				m = spec
-			}
+			sc = spec
 		case *securityv1beta1.AuthorizationPolicy:
-			if config.Applies(r.Meta.Namespace, spec, ref, root) {
-				m = spec
-			}
-		case *networkingv1alpha3.Gateway:
-			if p.Gateway != nil && config.MatchLabels(spec.GetSelector(), p.Gateway.Labels) {
-				m = spec
-			}
-		case *networkingv1alpha3.VirtualService:
-			if p.Gateway != nil {
-				m = spec
-			}
-		}
-		if m == nil {
+			sc = spec
+		default:
 			continue
 		}
-		if err := add(name, m); err != nil {
+		m := r.Spec.(proto.Message)
+		res, err := encode(name, m)
+		if err != nil {
 			return nil, fmt.Errorf("controlplane: %s: %w", r.Key(), err)
 		}
+		switch spec := r.Spec.(type) {
+		case *networkingv1alpha3.DestinationRule:
+			shared.Add(res)
+		case *networkingv1alpha3.VirtualService:
+			vs.Add(res)
+		case *networkingv1alpha3.Gateway:
+			g.gateways = append(g.gateways, gatewayEntry{spec: spec, res: res})
+		default:
+			g.policies[r.Meta.Namespace] = append(g.policies[r.Meta.Namespace], scoped{namespace: r.Meta.Namespace, spec: sc, res: res})
+		}
 	}
-	return set, nil
+	for t, rs := range shared {
+		g.shared[t] = reuse(prev, func(p *generation) *xds.Resources { return p.shared[t] }, rs)
+	}
+	g.virtualServices = reuse(prev, func(p *generation) *xds.Resources { return p.virtualServices }, vs[xds.TypeVirtualService])
+	return g, nil
+}
+
+// reuse returns the previous generation's set when it holds the same as
+// the new one, so that proxies holding it see at once that nothing
+// changed; otherwise the new set, shared.
+func reuse(prev *generation, of func(*generation) *xds.Resources, rs *xds.Resources) *xds.Resources {
+	if rs == nil {
+		return nil
+	}
+	if prev != nil {
+		if old := of(prev); old != nil && old.SameAs(rs) {
+			return old
+		}
+	}
+	return xds.NewShared(rs.ByName)
+}
+
+// set is everything proxy p receives in this generation.
+func (g *generation) set(p Proxy) xds.Set {
+	set := make(xds.Set, len(g.shared)+3)
+	for t, rs := range g.shared {
+		set[t] = rs
+	}
+	ref := p.ref()
+	pick := func(ns string) {
+		for _, s := range g.policies[ns] {
+			if config.Applies(s.namespace, s.spec, ref, g.root) {
+				set.Add(s.res)
+			}
+		}
+	}
+	pick(g.root)
+	if ref.Namespace != g.root {
+		pick(ref.Namespace)
+	}
+	if p.Gateway != nil {
+		for _, gw := range g.gateways {
+			if config.MatchLabels(gw.spec.GetSelector(), p.Gateway.Labels) {
+				set.Add(gw.res)
+			}
+		}
+		if g.virtualServices != nil {
+			set[xds.TypeVirtualService] = g.virtualServices
+		}
+	}
+	return set
 }

@@ -58,12 +58,20 @@ type Server struct {
 	input    atomic.Pointer[state]
 	proxies  map[string]*ProxyStatus
 	nonceSeq atomic.Uint64
+	pending  *time.Timer // a rebuild for announced endpoints, if one is due
 }
 
 type state struct {
 	in        *Input
+	gen       *generation
 	workloads map[WorkloadKey]*Workload
 }
+
+// EndpointDebounce is how long the server waits after a proxy announces
+// its addresses before it rebuilds the services, so that proxies
+// starting together (a whole mesh coming up) cost one rebuild, not one
+// each.
+const EndpointDebounce = 100 * time.Millisecond
 
 // ProxyStatus is what the control plane knows of one connected proxy.
 type ProxyStatus struct {
@@ -94,24 +102,38 @@ func NewServer(log *slog.Logger, reg Registry, verify PeerVerifier) *Server {
 		proxies: map[string]*ProxyStatus{},
 		snap:    &config.Snapshot{Mesh: config.DefaultMesh()},
 	}
-	s.rebuildLocked()
+	if err := s.rebuildLocked(); err != nil {
+		panic(err) // the default mesh config always encodes
+	}
 	return s
 }
 
-// SetSnapshot installs a new config snapshot and pushes what changed.
-func (s *Server) SetSnapshot(snap *config.Snapshot) {
+// SetSnapshot installs a new config snapshot and pushes what changed. A
+// snapshot that cannot be encoded is refused and the last one stays in
+// force.
+func (s *Server) SetSnapshot(snap *config.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	old := s.snap
 	s.snap = snap
-	s.rebuildLocked()
+	if err := s.rebuildLocked(); err != nil {
+		s.snap = old
+		return err
+	}
+	return nil
 }
 
 // SetBundle installs a new trust bundle (PEM) and pushes it.
-func (s *Server) SetBundle(pemBundle []byte) {
+func (s *Server) SetBundle(pemBundle []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	old := s.bundle
 	s.bundle = append([]byte(nil), pemBundle...)
-	s.rebuildLocked()
+	if err := s.rebuildLocked(); err != nil {
+		s.bundle = old
+		return err
+	}
+	return nil
 }
 
 // Workloads returns the current workloads with their announced inbound
@@ -144,19 +166,46 @@ func (s *Server) Proxies() []ProxyStatus {
 	return out
 }
 
-func (s *Server) rebuildLocked() {
+// rebuildLocked works out the new state and wakes every stream to push
+// what changed.
+func (s *Server) rebuildLocked() error {
+	if s.pending != nil {
+		s.pending.Stop()
+		s.pending = nil
+	}
 	ws := s.registry.Workloads(s.snap)
 	byKey := make(map[WorkloadKey]*Workload, len(ws))
 	for _, w := range ws {
 		w.Inbound = s.inbound[w.Key]
 		byKey[w.Key] = w
 	}
-	s.input.Store(&state{
-		in:        &Input{Snapshot: s.snap, Services: BuildServices(s.snap, ws), Bundle: s.bundle},
-		workloads: byKey,
-	})
+	in := &Input{Snapshot: s.snap, Services: BuildServices(s.snap, ws), Bundle: s.bundle}
+	var prev *generation
+	if cur := s.input.Load(); cur != nil {
+		prev = cur.gen
+	}
+	gen, err := newGeneration(in, prev)
+	if err != nil {
+		return err
+	}
+	s.input.Store(&state{in: in, gen: gen, workloads: byKey})
 	close(s.changed)
 	s.changed = make(chan struct{})
+	return nil
+}
+
+// rebuildSoonLocked schedules a rebuild within EndpointDebounce.
+func (s *Server) rebuildSoonLocked() {
+	if s.pending != nil {
+		return
+	}
+	s.pending = time.AfterFunc(EndpointDebounce, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := s.rebuildLocked(); err != nil {
+			s.log.Error("rebuild after new endpoints", "err", err)
+		}
+	})
 }
 
 func (s *Server) watch() <-chan struct{} {
@@ -216,7 +265,7 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		}
 	}()
 
-	have := map[string]map[string]string{} // type → name → version sent
+	have := map[string]xds.Held{} // type → what the proxy holds
 	subscribed := map[string]bool{}
 	sent := map[string]bool{} // types answered at least once on this stream
 	for {
@@ -236,16 +285,12 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 	}
 }
 
-func (s *Server) handleRequest(st *ProxyStatus, r *discoveryv3.DeltaDiscoveryRequest, subscribed map[string]bool, have map[string]map[string]string) {
+func (s *Server) handleRequest(st *ProxyStatus, r *discoveryv3.DeltaDiscoveryRequest, subscribed map[string]bool, have map[string]xds.Held) {
 	t := r.GetTypeUrl()
 	if r.GetResponseNonce() == "" {
 		if !subscribed[t] {
 			subscribed[t] = true
-			m := map[string]string{}
-			for k, v := range r.GetInitialResourceVersions() {
-				m[k] = v
-			}
-			have[t] = m
+			have[t] = xds.HeldVersions(r.GetInitialResourceVersions())
 		}
 		return
 	}
@@ -259,41 +304,35 @@ func (s *Server) handleRequest(st *ProxyStatus, r *discoveryv3.DeltaDiscoveryReq
 	st.Acked[t] = r.GetResponseNonce()
 }
 
-func (s *Server) push(stream discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer, p func(*state) (Proxy, bool), subscribed, sent map[string]bool, have map[string]map[string]string) error {
+func (s *Server) push(stream discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer, p func(*state) (Proxy, bool), subscribed, sent map[string]bool, have map[string]xds.Held) error {
 	cur := s.input.Load()
 	proxy, ok := p(cur)
 	if !ok {
 		return status.Error(codes.NotFound, "workload no longer in the mesh config")
 	}
-	set, err := Generate(cur.in, proxy)
-	if err != nil {
-		return status.Errorf(codes.Internal, "generate: %v", err)
-	}
+	set := cur.gen.set(proxy)
 	for _, t := range xds.AllTypes {
 		if !subscribed[t] {
 			continue
 		}
-		up, removed := xds.Diff(have[t], set[t])
-		if len(up) == 0 && len(removed) == 0 && sent[t] {
+		d := have[t].Diff(set[t])
+		if d.Empty() && sent[t] {
 			continue
 		}
 		resp := &discoveryv3.DeltaDiscoveryResponse{
 			TypeUrl:          t,
 			Nonce:            strconv.FormatUint(s.nonceSeq.Add(1), 10),
-			RemovedResources: removed,
+			RemovedResources: d.Removed,
+			Resources:        make([]*discoveryv3.Resource, 0, len(d.Upserts)),
 		}
-		for _, r := range up {
+		for _, r := range d.Upserts {
 			resp.Resources = append(resp.Resources, &discoveryv3.Resource{Name: r.Name, Version: r.Version, Resource: r.Any})
 		}
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
 		sent[t] = true
-		m := map[string]string{}
-		for name, r := range set[t] {
-			m[name] = r.Version
-		}
-		have[t] = m
+		have[t] = xds.HeldSent(set[t])
 	}
 	return nil
 }
@@ -351,8 +390,10 @@ func (s *Server) admit(ctx context.Context, node *corev3.Node) (func(*state) (Pr
 		inbound[uint32(n)] = v.GetStringValue()
 	}
 	s.mu.Lock()
-	s.inbound[key] = inbound
-	s.rebuildLocked()
+	if !sameAddrs(s.inbound[key], inbound) {
+		s.inbound[key] = inbound
+		s.rebuildSoonLocked()
+	}
 	s.mu.Unlock()
 	return func(st *state) (Proxy, bool) {
 		w := st.workloads[key]
@@ -378,4 +419,16 @@ func pathNamespace(id spiffeid.ID) string {
 		return parts[2]
 	}
 	return ""
+}
+
+func sameAddrs(a, b map[uint32]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if x, ok := b[k]; !ok || x != v {
+			return false
+		}
+	}
+	return true
 }

@@ -116,6 +116,7 @@ func BuildServices(snap *config.Snapshot, workloads []*Workload) []*Service {
 	type key struct{ ns, name string }
 	byName := map[key]*Service{}
 	var order []key
+	peers, root := peerPolicies(snap), snap.Mesh.GetRootNamespace()
 	for _, w := range workloads {
 		k := key{w.Key.Namespace, w.Service}
 		s, ok := byName[k]
@@ -139,7 +140,7 @@ func BuildServices(snap *config.Snapshot, workloads []*Workload) []*Service {
 		// One endpoint per port, so auto mTLS can follow each port's
 		// PeerAuthentication: Istio's clients send plaintext to a port
 		// whose server DISABLEs mTLS.
-		peer := PeerResolver(snap, w.Ref())
+		peer := authn.Resolve(peers, w.Ref(), root)
 		for _, p := range w.Ports {
 			addr, ok := w.Inbound[p.Number]
 			if !ok {

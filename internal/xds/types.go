@@ -5,8 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -73,36 +73,6 @@ func NewResource(name string, m proto.Message) (*Resource, error) {
 		Version: hex.EncodeToString(sum[:8]),
 		Any:     &anypb.Any{TypeUrl: typeURL(m), Value: b},
 	}, nil
-}
-
-// Set is the full state of one proxy: type URL → name → resource.
-type Set map[string]map[string]*Resource
-
-// Add puts r into the set under its type.
-func (s Set) Add(r *Resource) {
-	m := s[r.Any.TypeUrl]
-	if m == nil {
-		m = map[string]*Resource{}
-		s[r.Any.TypeUrl] = m
-	}
-	m[r.Name] = r
-}
-
-// Diff returns, for one type, what must be sent to move a proxy that holds
-// have (name → version) to want: the resources that are new or changed, and
-// the names removed.
-func Diff(have map[string]string, want map[string]*Resource) (upsert []*Resource, removed []string) {
-	for name, r := range want {
-		if have[name] != r.Version {
-			upsert = append(upsert, r)
-		}
-	}
-	for name := range have {
-		if _, ok := want[name]; !ok {
-			removed = append(removed, name)
-		}
-	}
-	return upsert, removed
 }
 
 // BundleSecret wraps a PEM trust bundle as Envoy's SDS validation context.
