@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -70,8 +71,12 @@ func runSuite(ctx context.Context, args []string) error {
 	work := fs.String("work", "", "work directory (default: a new temporary one)")
 	skipMicro := fs.Bool("skip-micro", false, "do not run the Go micro-benchmarks")
 	root := fs.String("root", ".", "the module's root directory (for go test)")
+	only := fs.String("only", "", "comma-separated parts to run, for working on one (direct, palisade, palisade-authz, palisade-jwt, ghostunnel, haproxy, scale, micro); the report then has gaps")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	want := func(part string) bool {
+		return *only == "" || slices.Contains(strings.Split(*only, ","), part)
 	}
 	if *fortio == "" {
 		return errors.New("-fortio is required")
@@ -115,9 +120,14 @@ func runSuite(ctx context.Context, args []string) error {
 	// Direct: the floor.
 	direct := &pathResult{Name: "direct", Title: "direct (client → backend)"}
 	rep.Paths = append(rep.Paths, direct)
-	measurePath(ctx, e, direct, be.HTTP, be.TCP, "", nil, nil)
+	if want("direct") {
+		measurePath(ctx, e, direct, be.HTTP, be.TCP, "", nil, nil)
+	}
 
 	for i, sc := range scenarios {
+		if !want(sc.Name) {
+			continue
+		}
 		pr := &pathResult{Name: sc.Name, Title: sc.Title}
 		rep.Paths = append(rep.Paths, pr)
 		log.Printf("%s: starting control plane and two sidecars", sc.Title)
@@ -163,6 +173,9 @@ func runSuite(ctx context.Context, args []string) error {
 		{"haproxy", "HAProxy pair", e.haproxy, startHAProxy},
 	}
 	for _, p := range peers {
+		if !want(p.name) {
+			continue
+		}
 		pr := &pathResult{Name: p.name, Title: p.title}
 		rep.Paths = append(rep.Paths, pr)
 		if p.bin == "" {
@@ -190,15 +203,17 @@ func runSuite(ctx context.Context, args []string) error {
 	}
 	backend.stop()
 
-	log.Printf("control plane at scale (in-process)")
-	sp := scaleFull
-	if e.quick {
-		sp = scaleQuick
+	if want("scale") {
+		log.Printf("control plane at scale (in-process)")
+		sp := scaleFull
+		if e.quick {
+			sp = scaleQuick
+		}
+		if rep.Scale, err = runScale(sp); err != nil {
+			rep.ScaleErr = err.Error()
+		}
 	}
-	if rep.Scale, err = runScale(sp); err != nil {
-		rep.ScaleErr = err.Error()
-	}
-	if !*skipMicro {
+	if !*skipMicro && want("micro") {
 		log.Printf("micro-benchmarks")
 		rep.Micro, rep.MicroRaw, err = runMicro(ctx, e)
 		if err != nil {
