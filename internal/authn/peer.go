@@ -58,6 +58,12 @@ func Resolve(policies []Policy, w config.WorkloadRef, rootNS string) *Resolver {
 			continue
 		}
 		switch {
+		case config.HasSelector(p.Spec) && p.Namespace == rootNS:
+			// Istio applies a root-namespace PeerAuthentication only as
+			// the mesh-wide policy: one with a selector is ignored
+			// (pilot's peer authentication applier), so it can neither
+			// loosen nor tighten any workload.
+			continue
 		case config.HasSelector(p.Spec):
 			wl = append(wl, p)
 		case p.Namespace == rootNS && p.Namespace != w.Namespace:
