@@ -3,8 +3,11 @@ package proxy_test
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"palisade.dev/palisade/internal/proxy"
@@ -104,15 +107,37 @@ spec: {mtls: {mode: STRICT}}
 
 func TestSecureNamingRefusesWrongServiceAccount(t *testing.T) {
 	m := newTestMesh(t)
+	logs := &syncLog{}
+	m.log = slog.New(slog.NewTextHandler(logs, nil))
 	// The catalog sidecar serves with a valid mesh certificate, but of
 	// another service account than productcatalog runs as.
 	impostor := m.ca.issue(t, "spiffe://cluster.local/ns/workshop/sa/frontend-sa")
+	var reached atomic.Int32
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) })}
+	go srv.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() { srv.Close() })
 	m.sidecarServing("productcatalog", "productcatalog-sa", m.ca.issue(t, catalogID), impostor,
-		[]proxy.InboundPort{{Port: 5000, Name: "http", Protocol: proxy.ProtoHTTP, Listen: "127.0.0.1:0", App: app(t)}}, false)
+		[]proxy.InboundPort{{Port: 5000, Name: "http", Protocol: proxy.ProtoHTTP, Listen: "127.0.0.1:0", App: ln.Addr().String()}}, false)
 	front := m.sidecar("frontend", "frontend-sa", m.ca.issue(t, frontendID), nil, true)
-	code, body := get(t, proxyClient(front), "http://productcatalog:5000/")
-	if code != http.StatusServiceUnavailable || strings.Contains(body, "path=") {
-		t.Fatalf("request to an impostor = %d %q, want 503 and the app never reached", code, body)
+	// Until the catalog's endpoint reaches the frontend, requests fail for
+	// want of an upstream; once it has, they must fail on the server's
+	// identity, the handshake done and the app never reached.
+	eventually(t, "frontend refuses the impostor on its identity", func() error {
+		code, body := get(t, proxyClient(front), "http://productcatalog:5000/")
+		if code != http.StatusServiceUnavailable {
+			return fmt.Errorf("request to an impostor = %d %q, want 503", code, body)
+		}
+		if !strings.Contains(logs.String(), "secure naming: server spiffe://cluster.local/ns/workshop/sa/frontend-sa is not an identity of") {
+			return errors.New("not refused on secure naming yet")
+		}
+		return nil
+	})
+	if n := reached.Load(); n != 0 {
+		t.Fatalf("the impostor's app was reached %d times", n)
 	}
 }
 
