@@ -33,11 +33,20 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	grpcAddr := fs.String("listen", "127.0.0.1:15012", "listener for proxies: config push and the CA")
 	adminAddr := fs.String("admin", "127.0.0.1:15014", "admin API listener")
 	privSock := fs.String("privileged-socket", "", "unix socket for join tokens and root rotation (default STATE/control.sock)")
+	ttls := addWorkloadTTLFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
 	}
 	if *dir == "" {
 		return exitError{code: 2, err: fmt.Errorf("--config is required")}
+	}
+	maxTTL, defTTL, err := ttls.resolve(fs, os.Getenv)
+	if err != nil {
+		return exitError{code: 2, err: err}
+	}
+	if *cfsslURL != "" && (maxTTL != 0 || defTTL != 0) {
+		return exitError{code: 2, err: fmt.Errorf("--%s and --%s (or %s, %s) apply to the mesh's own CA; with --external-ca-cfssl the CFSSL profile sets the lifetime",
+			flagMaxWorkloadTTL, flagDefaultWorkloadTTL, envMaxWorkloadTTL, envDefaultWorkloadTTL)}
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	snap, err := config.Load(*dir)
@@ -48,7 +57,7 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return fmt.Errorf("trustDomain: %w", err)
 	}
-	opts := ca.Options{TrustDomain: td, Logger: log}
+	opts := ca.Options{TrustDomain: td, MaxTTL: maxTTL, DefaultTTL: defTTL, Logger: log}
 	var auth *ca.Authority
 	var signer ca.Signer
 	switch {

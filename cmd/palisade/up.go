@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"palisade.dev/palisade/examples/workshop"
+	"palisade.dev/palisade/internal/ca"
 	"palisade.dev/palisade/internal/localmesh"
 )
 
@@ -21,6 +22,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	grpcAddr := fs.String("control-plane", "127.0.0.1:15012", "control plane listener (CA and config push)")
 	adminAddr := fs.String("admin", "127.0.0.1:15014", "control plane admin API listener")
 	certTTL := fs.Duration("cert-ttl", 0, "workload certificate lifetime (default 24h)")
+	maxTTL := fs.Duration(flagMaxWorkloadTTL, 0, fmt.Sprintf("longest workload certificate lifetime the CA issues; a longer request is refused (env %s; default %s)", envMaxWorkloadTTL, ca.DefaultMaxWorkloadTTL))
 	gwOffset := fs.Int("gateway-port-offset", 8000, "the ingress gateway listens for Gateway ports below 1024 at port+offset (80 on 8080)")
 	grace := fs.Duration("root-rotation-grace", 0, "how long a new root is trusted before it issues (default 1h)")
 	verbose := fs.Bool("v", false, "log at debug level")
@@ -33,6 +35,10 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 1 {
 		return exitError{code: 2, err: fmt.Errorf("up takes one directory, got %q", fs.Args())}
+	}
+	maxCertTTL, err := durationFlagOrEnv(fs, flagMaxWorkloadTTL, *maxTTL, envMaxWorkloadTTL, os.Getenv)
+	if err != nil {
+		return exitError{code: 2, err: err}
 	}
 	dir := fs.Arg(0)
 	if dir == "" {
@@ -59,7 +65,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "Starting the mesh in %s ...\n", dir)
 	m, err := localmesh.Up(ctx, localmesh.Options{
 		Dir: dir, StateDir: absState, ProxyBin: filepath.Join(binDir, "palisade-proxy"), BinDir: binDir,
-		GRPCListen: *grpcAddr, AdminListen: *adminAddr, CertTTL: *certTTL, RotationGrace: *grace, GatewayPortOffset: *gwOffset, Log: log, Out: stdout,
+		GRPCListen: *grpcAddr, AdminListen: *adminAddr, CertTTL: *certTTL, MaxCertTTL: maxCertTTL, RotationGrace: *grace, GatewayPortOffset: *gwOffset, Log: log, Out: stdout,
 	})
 	if err != nil {
 		return err

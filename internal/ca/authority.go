@@ -119,12 +119,12 @@ func (a *Authority) Sign(ctx context.Context, req Request) ([]*x509.Certificate,
 	if err := checkLeafKey(req.CSR.PublicKey); err != nil {
 		return nil, fmt.Errorf("ca: sign: %w: %w", ErrBadCSR, err)
 	}
+	if err := a.CheckTTL(req.TTL); err != nil {
+		return nil, fmt.Errorf("ca: sign: %w", err)
+	}
 	ttl := req.TTL
 	if ttl <= 0 {
 		ttl = a.opts.DefaultTTL
-	}
-	if ttl > a.opts.MaxTTL {
-		return nil, fmt.Errorf("ca: sign: %w: requested %s, max %s", ErrTTL, ttl, a.opts.MaxTTL)
 	}
 	now := a.opts.Clock()
 	notAfter := now.Add(ttl)
@@ -156,6 +156,16 @@ func (a *Authority) Sign(ctx context.Context, req Request) ([]*x509.Certificate,
 	chain = append(chain, leaf)
 	chain = append(chain, g.intermediates...)
 	return append(chain, g.root), nil
+}
+
+// CheckTTL returns ErrTTL when Sign would refuse a request for ttl as
+// longer than the max TTL; 0 (the default TTL) always passes. Like
+// istiod, the CA refuses such a request rather than shortening it.
+func (a *Authority) CheckTTL(ttl time.Duration) error {
+	if ttl > a.opts.MaxTTL {
+		return fmt.Errorf("%w: requested %s, max %s", ErrTTL, ttl, a.opts.MaxTTL)
+	}
+	return nil
 }
 
 func (a *Authority) recordIssuedLocked(g *generation, notAfter time.Time) {

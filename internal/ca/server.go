@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"sync"
 	"time"
@@ -49,9 +50,16 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	securityv1alpha1.RegisterIstioCertificateServiceServer(g, s)
 }
 
-// CreateCertificate implements IstioCertificateServiceServer. The CSR is
-// checked before the caller is authenticated, so a malformed request does
-// not spend a one-time join token.
+// TTLChecker is implemented by a Signer that can tell, before the caller
+// is authenticated, that it would refuse the validity asked for (Authority
+// refuses more than its max TTL).
+type TTLChecker interface {
+	CheckTTL(ttl time.Duration) error
+}
+
+// CreateCertificate implements IstioCertificateServiceServer. The CSR and
+// the validity are checked before the caller is authenticated, so a request
+// that would be refused anyway does not spend a one-time join token.
 func (s *Server) CreateCertificate(ctx context.Context, req *securityv1alpha1.IstioCertificateRequest) (*securityv1alpha1.IstioCertificateResponse, error) {
 	csr, err := ParseCSR([]byte(req.GetCsr()))
 	if err != nil {
@@ -61,12 +69,21 @@ func (s *Server) CreateCertificate(ctx context.Context, req *securityv1alpha1.Is
 	if req.GetValidityDuration() < 0 {
 		return nil, status.Error(codes.InvalidArgument, "negative validity_duration")
 	}
+	ttl := time.Duration(req.GetValidityDuration()) * time.Second
+	if req.GetValidityDuration() > int64(math.MaxInt64/time.Second) {
+		ttl = math.MaxInt64 // seconds that overflow a Duration are over any max
+	}
+	if c, ok := s.signer.(TTLChecker); ok {
+		if err := c.CheckTTL(ttl); err != nil {
+			s.log.Warn("ca: refused certificate request before authentication", "reason", err)
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
 	id, err := s.auth.Authenticate(ctx)
 	if err != nil {
 		s.log.Warn("ca: refused certificate request: authentication failed", "reason", err)
 		return nil, status.Error(codes.Unauthenticated, publicAuthReason(err))
 	}
-	ttl := time.Duration(req.GetValidityDuration()) * time.Second
 	chain, err := s.signer.Sign(ctx, Request{CSR: csr, ID: id, TTL: ttl})
 	switch {
 	case errors.Is(err, ErrTTL), errors.Is(err, ErrBadCSR):

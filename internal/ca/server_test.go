@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"math"
 	"net"
 	"strings"
 	"testing"
@@ -32,8 +33,19 @@ type testServer struct {
 // startServer runs the CA server over TLS on 127.0.0.1.
 func startServer(t *testing.T) *testServer {
 	t.Helper()
+	return startServerWith(t, Options{})
+}
+
+// startServerWith runs the CA server with an Authority of opts (trust
+// domain and clock filled in).
+func startServerWith(t *testing.T, opts Options) *testServer {
+	t.Helper()
 	clock := newFakeClock()
-	a := newTestAuthority(t, clock, KeyEC)
+	opts.TrustDomain, opts.Clock = td, clock.Now
+	a, err := Init(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tokens := NewJoinTokens(td, clock.Now)
 	srv, err := NewServer(a, Chain{tokens, CertificateAuthenticator{Bundle: a.Bundle, Clock: clock.Now}}, nil)
 	if err != nil {
@@ -149,8 +161,9 @@ func TestCreateCertificateRefusals(t *testing.T) {
 		{name: "no credentials", ctx: context.Background(), csr: csr, wantCode: codes.Unauthenticated, wantMsg: "no credentials"},
 		{name: "unknown bearer token kind", ctx: withToken("eyJhbGciOiJSUzI1NiJ9.e30.sig"), csr: csr, wantCode: codes.Unauthenticated, wantMsg: "no credentials"},
 		{name: "malformed csr keeps the token", ctx: withToken(valid), csr: "not a csr", wantCode: codes.InvalidArgument, wantMsg: "invalid CSR"},
-		{name: "ttl over the max", ctx: withToken(valid), csr: csr, ttl: int64((100 * 24 * time.Hour).Seconds()), wantCode: codes.InvalidArgument, wantMsg: "maximum"},
-		{name: "negative ttl", ctx: withToken(valid), csr: csr, ttl: -5, wantCode: codes.InvalidArgument, wantMsg: "negative"},
+		{name: "ttl over the max keeps the token", ctx: withToken(valid), csr: csr, ttl: int64((100 * 24 * time.Hour).Seconds()), wantCode: codes.InvalidArgument, wantMsg: "maximum"},
+		{name: "ttl overflowing a duration keeps the token", ctx: withToken(valid), csr: csr, ttl: math.MaxInt64, wantCode: codes.InvalidArgument, wantMsg: "maximum"},
+		{name: "negative ttl keeps the token", ctx: withToken(valid), csr: csr, ttl: -5, wantCode: codes.InvalidArgument, wantMsg: "negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -164,10 +177,37 @@ func TestCreateCertificateRefusals(t *testing.T) {
 			}
 		})
 	}
-	// The malformed CSR did not spend the token (the "ttl over the max" case
-	// after it still authenticated with it); that case did spend it.
-	if _, err := s.tokens.Redeem(valid); err != ErrTokenUsed {
-		t.Errorf("Redeem after the refusals: %v, want ErrTokenUsed", err)
+	// None of the refusals of the request itself spent the token.
+	if _, err := s.tokens.Redeem(valid); err != nil {
+		t.Errorf("Redeem after the refusals: %v, want the token unspent", err)
+	}
+}
+
+// A CSR asking for more than the max TTL is refused, as istiod refuses it
+// (InvalidArgument, not a shorter certificate), and before the join token
+// is redeemed: the same token then gets a certificate asking for the max.
+func TestCreateCertificateTTLOverMaxKeepsToken(t *testing.T) {
+	s := startServerWith(t, Options{DefaultTTL: time.Hour, MaxTTL: 48 * time.Hour})
+	c := s.client(t, nil)
+	tok, err := s.tokens.Issue("default", "sleep", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, csr := csrPEM(t)
+	resp, err := c.CreateCertificate(withToken(tok), &securityv1alpha1.IstioCertificateRequest{Csr: csr, ValidityDuration: int64((49 * time.Hour).Seconds())})
+	if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "max 48h0m0s") {
+		t.Fatalf("49h with max 48h: status %v %q (resp %v), want InvalidArgument naming the max", st.Code(), st.Message(), resp)
+	}
+	resp, err = c.CreateCertificate(withToken(tok), &securityv1alpha1.IstioCertificateRequest{Csr: csr, ValidityDuration: int64((48 * time.Hour).Seconds())})
+	if err != nil {
+		t.Fatalf("48h with the same token: %v", err)
+	}
+	chain := parseChain(t, resp.CertChain)
+	if got := chain[0].NotAfter.Sub(s.clock.Now()); got != 48*time.Hour {
+		t.Errorf("lifetime = %s, want 48h", got)
+	}
+	if _, err := s.tokens.Redeem(tok); err != ErrTokenUsed {
+		t.Errorf("Redeem after the certificate: %v, want ErrTokenUsed", err)
 	}
 }
 

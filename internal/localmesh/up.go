@@ -35,6 +35,8 @@ type Options struct {
 	AdminListen string
 	// CertTTL is the lifetime of workload certificates (default 24h).
 	CertTTL time.Duration
+	// MaxCertTTL is the longest lifetime the CA issues (default 90 days).
+	MaxCertTTL time.Duration
 	// RotationGrace is how long a new root is trusted before it issues
 	// (default 1h).
 	RotationGrace time.Duration
@@ -94,7 +96,7 @@ func Up(ctx context.Context, o Options) (m *Mesh, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("localmesh: trustDomain: %w", err)
 	}
-	auth, err := ca.OpenOrInit(filepath.Join(o.StateDir, "ca"), ca.Options{TrustDomain: td, DefaultTTL: o.CertTTL, RotationGrace: o.RotationGrace, Logger: o.Log})
+	auth, err := ca.OpenOrInit(filepath.Join(o.StateDir, "ca"), ca.Options{TrustDomain: td, DefaultTTL: o.CertTTL, MaxTTL: o.MaxCertTTL, RotationGrace: o.RotationGrace, Logger: o.Log})
 	if err != nil {
 		return nil, err
 	}
