@@ -26,6 +26,11 @@ const (
 	goodNS   = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n"
 	badAP    = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a, namespace: shop}\nspec:\n  action: NOPE\n"
 	typoNSAP = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a, namespace: shpo}\nspec: {}\n"
+	// Mesh-wide STRICT, shop PERMISSIVE, and a DestinationRule disabling
+	// TLS toward a shop host: shop accepts the plaintext.
+	meshStrictPA   = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec:\n  mtls: {mode: STRICT}\n"
+	shopPermissive = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec:\n  mtls: {mode: PERMISSIVE}\n"
+	cartDisableDR  = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: plain, namespace: shop}\nspec:\n  host: cart.shop.svc.cluster.local\n  trafficPolicy:\n    tls: {mode: DISABLE}\n"
 )
 
 func TestRunAnalyze(t *testing.T) {
@@ -41,6 +46,8 @@ func TestRunAnalyze(t *testing.T) {
 		{"warning without strict exits 0", map[string]string{"a.yaml": goodNS, "b.yaml": typoNSAP}, nil, 0, "Warning [PAL0006]"},
 		{"warning with strict exits 1", map[string]string{"a.yaml": goodNS, "b.yaml": typoNSAP}, []string{"--strict"}, 1, "0 errors, 1 warnings, 0 infos."},
 		{"json output", map[string]string{"b.yaml": badAP}, []string{"-o", "json"}, 2, `"code": "PAL0001"`},
+		{"namespace PERMISSIVE under mesh STRICT exits 0", map[string]string{"a.yaml": goodNS, "root.yaml": meshStrictPA, "shop.yaml": shopPermissive, "dr.yaml": cartDisableDR}, nil, 0, "No problems found in 4 resources."},
+		{"mTLS conflict exits 2", map[string]string{"a.yaml": goodNS, "root.yaml": meshStrictPA, "dr.yaml": cartDisableDR}, nil, 2, "Error [PAL0002] (DestinationRule shop/plain) "},
 		{"bad format", map[string]string{"a.yaml": goodNS}, []string{"-o", "xml"}, 2, ""},
 	}
 	for _, tc := range tests {

@@ -51,8 +51,8 @@ func (l *Level) UnmarshalText(b []byte) error {
 const (
 	// CodeInvalid: a resource failed decoding or validation.
 	CodeInvalid = "PAL0001"
-	// CodeMTLSConflict: STRICT PeerAuthentication and a DestinationRule
-	// with tls mode DISABLE for the same host.
+	// CodeMTLSConflict: a DestinationRule with tls mode DISABLE toward a
+	// port whose workloads' effective PeerAuthentication is STRICT.
 	CodeMTLSConflict = "PAL0002"
 	// CodeUnknownProvider: CUSTOM AuthorizationPolicy naming an extension
 	// provider the mesh config does not declare.

@@ -54,7 +54,7 @@ func TestRun(t *testing.T) {
 		want string
 	}{
 		{"clean", opaMesh, []string{customAP, workload, nsShop}, ""},
-		{"strict vs disable", "", []string{strictMesh, drDisable}, "Error:PAL0002:DestinationRule shop/plain"},
+		{"strict vs disable", "", []string{strictMesh, drDisable}, "Error:PAL0002:DestinationRule shop/plain+PeerAuthentication istio-system/default"},
 		{"strict in other namespace does not conflict", "", []string{strings.Replace(strictMesh, "istio-system", "other", 1), drDisable}, ""},
 		{"unknown provider", "", []string{customAP}, "Error:PAL0003:AuthorizationPolicy shop/ext"},
 		{"selector matches no workload", "", []string{workload, selectorAP("shop", "cart"), selectorAP("shop", "gone")}, "Warning:PAL0004:AuthorizationPolicy shop/sel-gone"},

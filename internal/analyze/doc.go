@@ -1,8 +1,9 @@
 // Package analyze finds problems across resources that each validate on
-// their own: a STRICT PeerAuthentication beside a DestinationRule that
-// turns TLS off, a CUSTOM AuthorizationPolicy naming an extension provider
-// the mesh config lacks, selectors that match no workload, a
-// RequestAuthentication that no AuthorizationPolicy makes mandatory, and
-// policies in namespaces nothing declares. Each finding has a stable code
-// (PAL0001...) so scripts can match on it. `palisade analyze` prints them.
+// their own: a DestinationRule that turns TLS off toward workloads whose
+// effective PeerAuthentication is STRICT, a CUSTOM AuthorizationPolicy
+// naming an extension provider the mesh config lacks, selectors that match
+// no workload, a RequestAuthentication that no AuthorizationPolicy makes
+// mandatory, and policies in namespaces nothing declares. Each finding has
+// a stable code (PAL0001...) so scripts can match on it. `palisade analyze`
+// prints them.
 package analyze
