@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/encoding/prototext"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 
@@ -128,6 +129,12 @@ func (up *upstreamPool) dial(ctx context.Context, rt route, alpn []string) (net.
 // connection.
 func (up *upstreamPool) transport(rt route) *http.Transport {
 	key := fmt.Sprintf("%s|%d|%d|%s", rt.u.Service, rt.u.Port, rt.mode, rt.rule)
+	if rt.settings != nil {
+		// A DestinationRule edited in place (other CA, client
+		// certificate, SNI) must not reuse connections made under the
+		// old settings.
+		key += "|" + prototext.Format(rt.settings)
+	}
 	up.mu.Lock()
 	defer up.mu.Unlock()
 	if t, ok := up.transports[key]; ok {
