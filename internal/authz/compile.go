@@ -59,7 +59,8 @@ type field struct {
 	name      string // "from[0].source.principals", for Explain
 	attr      attr
 	deny      bool // compiled for a DENY-like policy
-	fold      bool // compare case-insensitively
+	foldVals  bool // compare values case-insensitively
+	foldNots  bool // compare notValues case-insensitively
 	header    string
 	claim     []string
 	values    []strMatch
@@ -302,11 +303,20 @@ func (c *compiler) strings(name string, a attr, vals, nots []string) *field {
 	f := c.newField(name, a, vals, nots)
 	switch a {
 	case attrHost:
-		f.fold = true
+		// Host names are case-insensitive (RFC 4343, CVE-2021-39155):
+		// every spelling is the same host, on both sides.
+		f.foldVals, f.foldNots = true, true
 	case attrMethod:
-		f.fold = c.deny
+		// A method's case is a spelling the attacker picks (HTTP/2 does
+		// not reject "get"; GHSA-w44g-8m76-8gc5). Fold on the side where
+		// a match narrows access, compare exactly on the other: a DENY
+		// catches "delete" with methods [DELETE] and still catches "get"
+		// with notMethods [GET]; an ALLOW admits only the exact method
+		// and excludes "delete" with notMethods [DELETE].
+		f.foldVals, f.foldNots = c.deny, !c.deny
 	case attrPath:
-		f.fold = c.deny && c.opts.IgnorePathCaseForDeny
+		f.foldVals = c.deny && c.opts.IgnorePathCaseForDeny
+		f.foldNots = f.foldVals
 	}
 	compile := func(vs []string) []strMatch {
 		out := make([]strMatch, 0, len(vs))

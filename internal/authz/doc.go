@@ -103,8 +103,16 @@
 //     trailing dot, so "Admin.Example.com.:80" is "admin.example.com" to a
 //     DENY; ALLOW policies compare the host as sent (write
 //     "example.com:*" to allow any port, as Istio recommends).
-//   - Methods compare exactly in ALLOW policies and case-insensitively in
-//     DENY-like ones (Istio rejects lower-case methods before RBAC).
+//   - Methods: HTTP/1 codecs reject a lower-case method, but HTTP/2 carries
+//     any token in :method, and Envoy compares it exactly, so Istio's
+//     method rules could be bypassed by changing the case
+//     (ISTIO-SECURITY-2026-007, GHSA-w44g-8m76-8gc5). Palisade folds case
+//     where a match narrows access and compares exactly where it would
+//     widen: DENY-like `methods` fold ("delete" is denied by [DELETE]) and
+//     their `notMethods` are exact ("get" is not GET, so notMethods [GET]
+//     denies it); ALLOW `methods` are exact, as in Envoy, and ALLOW
+//     `notMethods` fold ("delete" is not admitted by notMethods [DELETE],
+//     which Istio would admit).
 //   - Header names compare case-insensitively. Each value of a repeated
 //     header is checked on its own: an ALLOW needs every value to pass, a
 //     DENY needs one to match, so adding a header can only deny more.

@@ -166,6 +166,13 @@ func docCases() []docCase {
 		{name: "reference: notMethods", pols: []pol{P(`{rules: [{to: [{operation: {notMethods: [DELETE]}}]}]}`)}, req: H("DELETE", "/")},
 		{name: "normalization: ALLOW methods are exact (lower-case get)", pols: []pol{P(`{rules: [{to: [{operation: {methods: [GET]}}]}]}`)}, req: H("get", "/")},
 		{name: "normalization: DENY methods ignore case", pols: []pol{P(`{action: DENY, rules: [{to: [{operation: {methods: [DELETE]}}]}]}`)}, req: H("delete", "/")},
+		{name: "ISTIO-SECURITY-2026-007 (GHSA-w44g-8m76-8gc5): DENY notMethods [GET] denies lower-case get", pols: []pol{P(`{action: DENY, rules: [{to: [{operation: {notMethods: [GET]}}]}]}`)}, req: H("get", "/")},
+		{name: "ISTIO-SECURITY-2026-007 (GHSA-w44g-8m76-8gc5): DENY notMethods [GET] lets GET through", pols: []pol{P(`{action: DENY, rules: [{to: [{operation: {notMethods: [GET]}}]}]}`)}, req: get, allow: true},
+		{name: "ISTIO-SECURITY-2026-007 (GHSA-w44g-8m76-8gc5): DENY methods prefix denies a lower-case variant", pols: []pol{P(`{action: DENY, rules: [{to: [{operation: {methods: ["P*"]}}]}]}`)}, req: H("patch", "/")},
+		{name: "ISTIO-SECURITY-2026-007 (GHSA-w44g-8m76-8gc5): DENY methods * with notMethods [GET] denies get", pols: []pol{P(`{action: DENY, rules: [{to: [{operation: {methods: ["*"], notMethods: [GET, HEAD]}}]}]}`)}, req: H("Get", "/")},
+		{name: "ISTIO-SECURITY-2026-007 (GHSA-w44g-8m76-8gc5): ALLOW notMethods [DELETE] does not admit delete", pols: []pol{P(`{rules: [{to: [{operation: {notMethods: [DELETE]}}]}]}`)}, req: H("delete", "/")},
+		{name: "ISTIO-SECURITY-2026-007 (GHSA-w44g-8m76-8gc5): ALLOW notMethods [DELETE] admits GET", pols: []pol{P(`{rules: [{to: [{operation: {notMethods: [DELETE]}}]}]}`)}, req: get, allow: true},
+		{name: "ISTIO-SECURITY-2026-007 (GHSA-w44g-8m76-8gc5): ALLOW methods prefix is exact", pols: []pol{P(`{rules: [{to: [{operation: {methods: ["P*"]}}]}]}`)}, req: H("patch", "/")},
 		{name: "reference: gRPC is always POST", pols: []pol{P(`{rules: [{to: [{operation: {methods: [POST], paths: ["/grpc.health.v1.Health/Check"]}}]}]}`)}, req: H("POST", "/grpc.health.v1.Health/Check"), allow: true},
 
 		// Operation.paths.
