@@ -13,6 +13,7 @@ import (
 
 	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/proxy"
+	"palisade.dev/palisade/internal/svid"
 )
 
 // sidecarFlags are the sidecar's command line, validated strictly: a
@@ -31,6 +32,7 @@ type sidecarFlags struct {
 	admin          string
 	workloadAPI    string
 	certTTL        time.Duration
+	keyType        svid.KeyType
 	renewFraction  float64
 	accessLog      string
 	logFormat      string
@@ -62,6 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.StringVar(&f.admin, "admin", "127.0.0.1:15000", "admin listener: /ready, /metrics, /config_dump, /certs")
 	fs.StringVar(&f.workloadAPI, "workload-api", "", "unix socket path to serve the SPIFFE Workload API on")
 	fs.DurationVar(&f.certTTL, "cert-ttl", 0, "workload certificate lifetime to ask for (default: the CA's, 24h)")
+	keyType := fs.String("key-type", string(svid.KeyECP256), fmt.Sprintf("workload key made in the proxy: %s, %s or %s", svid.KeyECP256, svid.KeyRSA2048, svid.KeyRSA4096))
 	fs.Float64Var(&f.renewFraction, "renew-fraction", 0.5, "renew the certificate after this fraction of its lifetime")
 	fs.StringVar(&f.accessLog, "access-log", "-", "access log file, - for standard output, empty for none")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
@@ -87,6 +90,11 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	}
 	if f.bundle == "" {
 		errs = append(errs, errors.New("--bundle is required"))
+	}
+	if kt, err := svid.ParseKeyType(*keyType); err != nil {
+		errs = append(errs, fmt.Errorf("--key-type %q: want %s, %s or %s", *keyType, svid.KeyECP256, svid.KeyRSA2048, svid.KeyRSA4096))
+	} else {
+		f.keyType = kt
 	}
 	if f.renewFraction <= 0 || f.renewFraction >= 1 {
 		errs = append(errs, fmt.Errorf("--renew-fraction %v: must be between 0 and 1", f.renewFraction))

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -60,6 +61,20 @@ func newCSR(t testing.TB, uris []string, dns ...string) (*ecdsa.PrivateKey, *x50
 		t.Fatal(err)
 	}
 	return key, csr
+}
+
+// newCSRFor makes a CSR with no SANs for key.
+func newCSRFor(t testing.TB, key crypto.Signer) *x509.CertificateRequest {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := ParseCSR(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return csr
 }
 
 func newTestAuthority(t testing.TB, clock *fakeClock, kt KeyType) *Authority {

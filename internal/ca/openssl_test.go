@@ -80,6 +80,28 @@ func TestIssuedChainsPassOpenSSL(t *testing.T) {
 			checkWithOpenSSL(t, a.Bundle(), chain, id.String())
 		})
 	}
+	// Workload keys of every type the proxy makes (svid.KeyType), under
+	// an ECDSA and an RSA CA: RSA leaves carry keyEncipherment too.
+	for _, caKT := range []KeyType{KeyEC, KeyRSA2048} {
+		a := newTestAuthority(t, newFakeClock(), caKT)
+		for _, leafKT := range []KeyType{KeyRSA2048, KeyRSA4096} {
+			t.Run(string(caKT)+" ca, "+string(leafKT)+" workload key", func(t *testing.T) {
+				key, err := GenerateKey(leafKT)
+				if err != nil {
+					t.Fatal(err)
+				}
+				id := mustID(t, "default", "legacy")
+				chain, err := a.Sign(context.Background(), Request{CSR: newCSRFor(t, key), ID: id})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment; chain[0].KeyUsage != want {
+					t.Errorf("key usage = %b, want digitalSignature|keyEncipherment", chain[0].KeyUsage)
+				}
+				checkWithOpenSSL(t, a.Bundle(), chain, id.String())
+			})
+		}
+	}
 	t.Run("plug-in ca", func(t *testing.T) {
 		src := newTestAuthority(t, newFakeClock(), KeyEC)
 		a, err := LoadCACerts(genDir(src.dir, 1), Options{TrustDomain: td})

@@ -2,8 +2,7 @@ package svid
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
+	"crypto"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -49,6 +48,8 @@ type Config struct {
 	ID spiffeid.ID
 	// TTL is the validity asked for; 0 leaves it to the CA (24h by default).
 	TTL time.Duration
+	// KeyType of the key made for each certificate; default KeyECP256.
+	KeyType KeyType
 	// RenewFraction of the lifetime after which to renew; default 0.5.
 	RenewFraction float64
 	// Jitter renews up to this fraction of the lifetime earlier, at random,
@@ -121,6 +122,11 @@ func NewAgent(cfg Config) (*Agent, error) {
 	if cfg.TTL < 0 {
 		return nil, fmt.Errorf("svid: new agent: negative TTL %s", cfg.TTL)
 	}
+	kt, err := ParseKeyType(string(cfg.KeyType))
+	if err != nil {
+		return nil, fmt.Errorf("svid: new agent: %w", err)
+	}
+	cfg.KeyType = kt
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = time.Second
 	}
@@ -332,7 +338,7 @@ func (a *Agent) logFailure(err error, retry time.Duration) {
 
 // renew makes a key and CSR, asks the CA, checks the answer and swaps it in.
 func (a *Agent) renew(ctx context.Context) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := generateKey(a.cfg.KeyType)
 	if err != nil {
 		return fmt.Errorf("svid: renew: key: %w", err)
 	}
@@ -374,7 +380,7 @@ func (a *Agent) renew(ctx context.Context) error {
 	a.cur.Store(h)
 	a.expiry.Set(float64(h.tls.Leaf.NotAfter.Unix()))
 	a.once.Do(func() { close(a.ready) })
-	a.log.Info("svid: certificate installed", "identity", h.svid.ID.String(), "serial", h.tls.Leaf.SerialNumber.Text(16),
+	a.log.Info("svid: certificate installed", "identity", h.svid.ID.String(), "keyType", a.cfg.KeyType, "serial", h.tls.Leaf.SerialNumber.Text(16),
 		"notAfter", h.tls.Leaf.NotAfter, "renewAt", h.renewAt)
 	a.notify()
 	return nil
@@ -382,13 +388,13 @@ func (a *Agent) renew(ctx context.Context) error {
 
 // build checks a CA answer against the key and the trust bundle and makes
 // the held value.
-func (a *Agent) build(pems []string, key *ecdsa.PrivateKey) (*held, error) {
+func (a *Agent) build(pems []string, key crypto.Signer) (*held, error) {
 	chain, err := identity.ParseCertificatesPEM([]byte(strings.Join(pems, "\n")))
 	if err != nil {
 		return nil, fmt.Errorf("answer: %w", err)
 	}
 	leaf := chain[0]
-	if !key.PublicKey.Equal(leaf.PublicKey) {
+	if !publicKeyEqual(key.Public(), leaf.PublicKey) {
 		return nil, errors.New("answer is for another key")
 	}
 	now := a.cfg.Clock.Now()

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+
+	"palisade.dev/palisade/internal/svid"
+)
+
+func TestKeyTypeFlag(t *testing.T) {
+	base := []string{"--workload", "default/sleep", "--control-plane", "127.0.0.1:15012", "--bundle", "root-cert.pem"}
+	tests := []struct {
+		name    string
+		args    []string
+		want    svid.KeyType
+		wantErr string
+	}{
+		{name: "default is ECDSA P-256", want: svid.KeyECP256},
+		{name: "rsa-2048", args: []string{"--key-type", "rsa-2048"}, want: svid.KeyRSA2048},
+		{name: "rsa-4096", args: []string{"--key-type", "rsa-4096"}, want: svid.KeyRSA4096},
+		{name: "unknown", args: []string{"--key-type", "rsa-1024"}, wantErr: `--key-type "rsa-1024": want ec-p256, rsa-2048 or rsa-4096`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := parseFlags(append(append([]string{}, base...), tt.args...), io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.keyType != tt.want {
+				t.Errorf("key type = %q, want %q", f.keyType, tt.want)
+			}
+		})
+	}
+}
