@@ -67,6 +67,10 @@ const (
 	// CodeLegacyKind: a pre-1.4 kind that Palisade reads but does not
 	// enforce.
 	CodeLegacyKind = "PAL0007"
+	// CodeProxyRefuses: a policy that passes validation but that the
+	// proxy's compiler (authz, jwt) refuses, so a proxy would reject the
+	// whole update.
+	CodeProxyRefuses = "PAL0008"
 )
 
 // Finding is one problem.
@@ -124,6 +128,7 @@ func Run(snap *config.Snapshot) []Finding {
 	a.jwtNotRequired()
 	a.unknownNamespaces()
 	a.legacyKinds()
+	a.proxyRefusals()
 	Sort(a.findings)
 	return a.findings
 }

@@ -86,7 +86,8 @@ var brokenCases = []brokenCase{
 	{"peer authn port level without selector", doc(sec, "PeerAuthentication", "  portLevelMtls:\n    8080:\n      mode: DISABLE\n"), 6, "spec.portLevelMtls", "cannot have port level mTLS"},
 	{"peer authn port zero", doc(sec, "PeerAuthentication", "  selector:\n    matchLabels: {app: a}\n  portLevelMtls:\n    0:\n      mode: DISABLE\n"), 9, "spec.portLevelMtls.0", "1..65535"},
 	{"peer authn invalid mode", doc(sec, "PeerAuthentication", "  mtls:\n    mode: STRONG\n"), 7, "spec.mtls.mode", "invalid value for enum"},
-	{"request authn without issuer", doc(sec, "RequestAuthentication", "  jwtRules:\n  - jwksUri: https://idp.example.com/keys\n"), 7, "spec.jwtRules[0].issuer", "issuer must be set"},
+	{"request authn without issuer or jwksUri", doc(sec, "RequestAuthentication", "  jwtRules:\n  - jwks: '{\"keys\":[]}'\n"), 7, "spec.jwtRules[0].issuer", "issuer or jwksUri must be set"},
+	{"request authn with neither issuer nor keys", doc(sec, "RequestAuthentication", "  jwtRules:\n  - audiences: [a]\n"), 7, "spec.jwtRules[0].issuer", "issuer or jwksUri must be set"},
 	{"request authn jwks and jwksUri", doc(sec, "RequestAuthentication", "  jwtRules:\n  - issuer: a\n    jwksUri: https://idp.example.com/keys\n    jwks: '{\"keys\":[]}'\n"), 9, "spec.jwtRules[0].jwks", "only one of jwks and jwksUri"},
 	{"request authn ftp jwksUri", doc(sec, "RequestAuthentication", "  jwtRules:\n  - issuer: a\n    jwksUri: ftp://idp.example.com/keys\n"), 8, "spec.jwtRules[0].jwksUri", "not supported"},
 	{"request authn header without name", doc(sec, "RequestAuthentication", "  jwtRules:\n  - issuer: a\n    fromHeaders:\n    - prefix: 'Bearer '\n"), 9, "spec.jwtRules[0].fromHeaders[0].name", "non-empty"},
@@ -143,5 +144,25 @@ func TestFieldErrorFormat(t *testing.T) {
 	want := `p.yaml:8: PeerAuthentication prod/a: spec.mtls.mode: invalid value for enum field mode: "OFF"`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v\nwant %s", err, want)
+	}
+}
+
+// acceptedCases are inputs Istio's validation accepts, that an earlier
+// Palisade rejected.
+var acceptedCases = []struct {
+	name, input string
+}{
+	// istio/istio pkg/config/validation validateJwtRule: "issuer or
+	// jwksUri must be non-empty string" (since 1.27, istio/istio#56158).
+	{"request authn jwksUri without issuer", doc(sec, "RequestAuthentication", "  jwtRules:\n  - jwksUri: https://idp.example.com/keys\n")},
+}
+
+func TestDecodeAccepted(t *testing.T) {
+	for _, tc := range acceptedCases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Decode("ok.yaml", []byte(tc.input)); err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+		})
 	}
 }
