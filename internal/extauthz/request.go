@@ -128,7 +128,7 @@ func InputFromRequest(r *http.Request) *CheckInput {
 		Path:     r.URL.RequestURI(),
 		Host:     r.Host,
 		Scheme:   "http",
-		Protocol: protocolString(r.ProtoMajor, r.ProtoMinor),
+		Protocol: ProtocolName(r.ProtoMajor, r.ProtoMinor),
 		Headers:  r.Header.Clone(),
 		Size:     r.ContentLength,
 	}
@@ -150,8 +150,10 @@ func InputFromRequest(r *http.Request) *CheckInput {
 	return in
 }
 
-// protocolString names the protocol as Envoy does.
-func protocolString(major, minor int) string {
+// ProtocolName names a request's protocol as Envoy fills
+// AttributeContext.HttpRequest.protocol ("HTTP/1.1", "HTTP/2"), not as Go
+// does ("HTTP/2.0").
+func ProtocolName(major, minor int) string {
 	switch {
 	case major == 1 && minor == 0:
 		return "HTTP/1.0"

@@ -102,7 +102,7 @@ func (p *Proxy) checkCustom(w http.ResponseWriter, r *http.Request, cfg *Compile
 		Path:                 r.URL.RequestURI(),
 		Host:                 r.Host,
 		Scheme:               "http",
-		Protocol:             r.Proto,
+		Protocol:             extauthz.ProtocolName(r.ProtoMajor, r.ProtoMinor),
 		Headers:              r.Header,
 		Size:                 r.ContentLength,
 	}

@@ -116,9 +116,12 @@ func (p *Proxy) authorizeHTTP(w http.ResponseWriter, r *http.Request, cfg *Compi
 		return true
 	}
 	if provider, ref, ok := cfg.Authz.Custom(areq); ok {
-		rec.Policy = ref.String()
+		rec.Policy = ref.String() + " provider " + provider
 		if !p.checkCustom(w, r, cfg, provider, rec) {
 			rec.Decision = "CUSTOM-DENY"
+			if rec.ResponseFlags == "" {
+				rec.ResponseFlags = "UAEX" // Envoy's flag for a request the external authorizer refused
+			}
 			return false
 		}
 		rec.Decision = "CUSTOM-ALLOW"
