@@ -43,10 +43,10 @@ test: build
 e2e: build peers
 	$(GO) test -race -count=1 -timeout 20m ./test/e2e/...
 
-bench: build
+bench: build peers
 	bench/run.sh
 
-bench-quick: build
+bench-quick: build peers
 	bench/run.sh --quick
 
 ci: deps peers check test bench-quick
