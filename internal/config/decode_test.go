@@ -93,6 +93,12 @@ var brokenCases = []brokenCase{
 	{"request authn header without name", doc(sec, "RequestAuthentication", "  jwtRules:\n  - issuer: a\n    fromHeaders:\n    - prefix: 'Bearer '\n"), 9, "spec.jwtRules[0].fromHeaders[0].name", "non-empty"},
 	{"request authn bad output header", doc(sec, "RequestAuthentication", "  jwtRules:\n  - issuer: a\n    outputClaimToHeaders:\n    - header: x user\n      claim: sub\n"), 9, "spec.jwtRules[0].outputClaimToHeaders[0].header", "not a valid header name"},
 	{"request authn reserved output header", doc(sec, "RequestAuthentication", "  jwtRules:\n  - issuer: a\n    outputClaimToHeaders:\n    - header: Host\n      claim: sub\n"), 9, "spec.jwtRules[0].outputClaimToHeaders[0].header", "reserved"},
+	{"authz serviceAccounts with principals", doc(sec, "AuthorizationPolicy", "  rules:\n  - from:\n    - source:\n        principals: [cluster.local/ns/a/sa/b]\n        serviceAccounts: [a/b]\n"), 10, "spec.rules[0].from[0].source.serviceAccounts", "cannot set serviceAccounts with namespaces or principals"},
+	{"authz serviceAccounts with namespaces", doc(sec, "AuthorizationPolicy", "  rules:\n  - from:\n    - source:\n        serviceAccounts: [a/b]\n        namespaces: [a]\n"), 9, "spec.rules[0].from[0].source.serviceAccounts", "cannot set serviceAccounts with namespaces or principals"},
+	{"authz notServiceAccounts with notPrincipals", doc(sec, "AuthorizationPolicy", "  rules:\n  - from:\n    - source:\n        notPrincipals: ['*']\n        notServiceAccounts: [a/b]\n"), 10, "spec.rules[0].from[0].source.notServiceAccounts", "cannot set notServiceAccounts with namespaces or principals"},
+	{"authz serviceAccounts with notNamespaces", doc(sec, "AuthorizationPolicy", "  rules:\n  - from:\n    - source:\n        notNamespaces: [x]\n        serviceAccounts: [b]\n"), 10, "spec.rules[0].from[0].source.serviceAccounts", "cannot set serviceAccounts with namespaces or principals"},
+	{"authz serviceAccounts wildcard", doc(sec, "AuthorizationPolicy", "  rules:\n  - from:\n    - source:\n        serviceAccounts: [a/b, 'a/*']\n"), 9, "spec.rules[0].from[0].source.serviceAccounts[1]", "no wildcards"},
+	{"authz serviceAccounts empty name", doc(sec, "AuthorizationPolicy", "  rules:\n  - from:\n    - source:\n        notServiceAccounts: [a/]\n"), 9, "spec.rules[0].from[0].source.notServiceAccounts[0]", "invalid service account"},
 	{"destination rule without host", doc(net, "DestinationRule", "  trafficPolicy:\n    tls:\n      mode: SIMPLE\n"), 5, "spec.host", "host is required"},
 	{"destination rule mutual without cert", doc(net, "DestinationRule", "  host: a\n  trafficPolicy:\n    tls:\n      mode: MUTUAL\n      privateKey: /k.pem\n"), 8, "spec.trafficPolicy.tls.clientCertificate", "client certificate required"},
 	{"destination rule istio mutual with cert", doc(net, "DestinationRule", "  host: a\n  trafficPolicy:\n    tls:\n      mode: ISTIO_MUTUAL\n      clientCertificate: /c.pem\n"), 10, "spec.trafficPolicy.tls.clientCertificate", "must not be set"},
@@ -154,6 +160,8 @@ var acceptedCases = []struct {
 }{
 	// istio/istio pkg/config/validation validateJwtRule: "issuer or
 	// jwksUri must be non-empty string" (since 1.27, istio/istio#56158).
+	{"authz serviceAccounts alone", doc(sec, "AuthorizationPolicy", "  rules:\n  - from:\n    - source:\n        serviceAccounts: [a/b, c]\n")},
+	{"authz serviceAccounts with requestPrincipals and ipBlocks", doc(sec, "AuthorizationPolicy", "  rules:\n  - from:\n    - source:\n        notServiceAccounts: [a/b]\n        requestPrincipals: ['*']\n        ipBlocks: [10.0.0.0/8]\n")},
 	{"request authn jwksUri without issuer", doc(sec, "RequestAuthentication", "  jwtRules:\n  - jwksUri: https://idp.example.com/keys\n")},
 }
 

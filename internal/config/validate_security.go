@@ -78,6 +78,8 @@ func (c *checker) source(p string, src *securityv1beta1.Source, custom bool) {
 		{"notIpBlocks", src.GetNotIpBlocks(), true},
 		{"remoteIpBlocks", src.GetRemoteIpBlocks(), true},
 		{"notRemoteIpBlocks", src.GetNotRemoteIpBlocks(), true},
+		{"serviceAccounts", src.GetServiceAccounts(), false},
+		{"notServiceAccounts", src.GetNotServiceAccounts(), false},
 	}
 	empty := true
 	for i, l := range lists {
@@ -100,6 +102,38 @@ func (c *checker) source(p string, src *securityv1beta1.Source, custom bool) {
 	}
 	if empty {
 		c.errorf(p, "`source` must not be empty")
+	}
+	// Istio's ValidateAuthorizationPolicy (and the CRD's rule): "cannot set
+	// serviceAccounts with namespaces or principals", the negative forms
+	// included on both sides.
+	identities := len(src.GetPrincipals()) + len(src.GetNotPrincipals()) + len(src.GetNamespaces()) + len(src.GetNotNamespaces())
+	for _, l := range []struct {
+		name string
+		vs   []string
+	}{{"serviceAccounts", src.GetServiceAccounts()}, {"notServiceAccounts", src.GetNotServiceAccounts()}} {
+		if len(l.vs) == 0 {
+			continue
+		}
+		if identities > 0 {
+			c.errorf(p+"."+l.name, "cannot set %s with namespaces or principals", l.name)
+		}
+		for k, v := range l.vs {
+			if v != "" {
+				c.serviceAccount(fmt.Sprintf("%s.%s[%d]", p, l.name, k), v)
+			}
+		}
+	}
+}
+
+// serviceAccount checks one serviceAccounts value: "<namespace>/<name>"
+// or "<name>" (the policy's namespace), no wildcard.
+func (c *checker) serviceAccount(p, v string) {
+	ns, sa, qualified := strings.Cut(v, "/")
+	if !qualified {
+		ns, sa = "-", v
+	}
+	if ns == "" || sa == "" || strings.Contains(v, "*") || strings.Contains(sa, "/") {
+		c.errorf(p, "invalid service account %q: want <namespace>/<serviceaccount> or <serviceaccount>, no wildcards", v)
 	}
 }
 
