@@ -113,8 +113,16 @@
 //     denies it); ALLOW `methods` are exact, as in Envoy, and ALLOW
 //     `notMethods` fold ("delete" is not admitted by notMethods [DELETE],
 //     which Istio would admit).
-//   - Header names compare case-insensitively. Each value of a repeated
-//     header is checked on its own: an ALLOW needs every value to pass, a
-//     DENY needs one to match, so adding a header can only deny more.
-//     (Envoy, and so Istio, joins repeated values with ',' instead.)
+//   - Header names compare case-insensitively. A header's spellings are
+//     each line of it, each element of a comma-separated line (RFC 9110
+//     makes "X-Role: a,b" the same list as two lines), and the lines
+//     joined with ',' as Envoy joins them. Envoy matched only the joined
+//     string, so a DENY on "admin" missed a second line "admin"
+//     (CVE-2026-26308, GHSA-ghc4-35x6-crw5), and never splits a line. A
+//     DENY-like field matches when one spelling matches a value and one
+//     escapes the notValues; an ALLOW needs every line to match a value
+//     as a whole (so "admin,evil" is not "admin", as in Envoy) and no
+//     spelling to match a notValue. Adding a line or an element can only
+//     deny more. Pseudo-headers (:authority, :method, :path) are one
+//     value and are not split.
 package authz

@@ -146,10 +146,10 @@ func (f *field) single(s string, present, absentNot bool) bool {
 	if !present {
 		return len(f.values) == 0 && absentNot
 	}
-	if len(f.values) > 0 && !anyMatch(f.values, s, f.fold) {
+	if len(f.values) > 0 && !anyMatch(f.values, s, f.foldVals) {
 		return false
 	}
-	return !anyMatch(f.notValues, s, f.fold)
+	return !anyMatch(f.notValues, s, f.foldNots)
 }
 
 // multi matches an attribute that may carry several values an attacker can
@@ -164,20 +164,20 @@ func (f *field) multi(vals []string) bool {
 		pos := len(f.values) == 0
 		neg := len(f.notValues) == 0
 		for _, v := range vals {
-			if !pos && anyMatch(f.values, v, f.fold) {
+			if !pos && anyMatch(f.values, v, f.foldVals) {
 				pos = true
 			}
-			if !neg && !anyMatch(f.notValues, v, f.fold) {
+			if !neg && !anyMatch(f.notValues, v, f.foldNots) {
 				neg = true
 			}
 		}
 		return pos && neg
 	}
 	for _, v := range vals {
-		if len(f.values) > 0 && !anyMatch(f.values, v, f.fold) {
+		if len(f.values) > 0 && !anyMatch(f.values, v, f.foldVals) {
 			return false
 		}
-		if anyMatch(f.notValues, v, f.fold) {
+		if anyMatch(f.notValues, v, f.foldNots) {
 			return false
 		}
 	}
@@ -186,18 +186,100 @@ func (f *field) multi(vals []string) bool {
 
 func (f *field) headerOK(r *Request) bool {
 	var one [1]string
-	var vals []string
 	switch f.header {
 	case ":authority":
-		one[0], vals = r.Host, one[:]
+		one[0] = r.Host
 	case ":method":
-		one[0], vals = r.Method, one[:]
+		one[0] = r.Method
 	case ":path":
-		one[0], vals = r.Path, one[:]
+		one[0] = r.Path
 	default:
-		vals = lookupHeader(r.Headers, f.header)
+		return f.headerLines(lookupHeader(r.Headers, f.header))
 	}
-	return f.multi(vals)
+	return f.multi(one[:])
+}
+
+// headerLines matches a header that may arrive as several lines, each of
+// them a comma-separated list. HTTP makes "X-Role: a,b" the same as two
+// lines "a" and "b" (RFC 9110 section 5.3), and a backend may read either
+// way, so the header has several spellings: each line, each element of a
+// line (optional whitespace trimmed, empty elements skipped), and all
+// lines joined with ',' as Envoy joins them
+// (HeaderUtility::getAllOfHeaderAsString). Envoy matched only the joined
+// string, so a DENY on "admin" missed a second line "admin"
+// (CVE-2026-26308, GHSA-ghc4-35x6-crw5), and it never splits one line.
+//
+// A DENY-like field matches when one spelling matches a value and one
+// spelling escapes the notValues. An ALLOW field needs every line to match
+// a value, the whole line as Envoy compares it (so "admin,evil" is not
+// "admin"), and no spelling to match a notValue. Adding a line or an
+// element can only deny more.
+func (f *field) headerLines(lines []string) bool {
+	if len(lines) == 0 {
+		return len(f.values) == 0
+	}
+	if f.deny {
+		pos := len(f.values) == 0
+		neg := len(f.notValues) == 0
+		check := func(s string) {
+			if !pos && anyMatch(f.values, s, f.foldVals) {
+				pos = true
+			}
+			if !neg && !anyMatch(f.notValues, s, f.foldNots) {
+				neg = true
+			}
+		}
+		for _, l := range lines {
+			check(l)
+			forEachElement(l, check)
+		}
+		if len(lines) > 1 {
+			if !pos && anyMatchJoined(f.values, lines, f.foldVals) {
+				pos = true
+			}
+			if !neg && !anyMatchJoined(f.notValues, lines, f.foldNots) {
+				neg = true
+			}
+		}
+		return pos && neg
+	}
+	excluded := false
+	exclude := func(s string) {
+		if !excluded && anyMatch(f.notValues, s, f.foldNots) {
+			excluded = true
+		}
+	}
+	for _, l := range lines {
+		if len(f.values) > 0 && !anyMatch(f.values, l, f.foldVals) {
+			return false
+		}
+		exclude(l)
+		forEachElement(l, exclude)
+	}
+	if len(lines) > 1 && anyMatchJoined(f.notValues, lines, f.foldNots) {
+		return false
+	}
+	return !excluded
+}
+
+// forEachElement calls fn with each non-empty element of a comma-separated
+// line, without its surrounding spaces and tabs. A line without a comma
+// has no elements besides itself, and fn is not called.
+func forEachElement(line string, fn func(string)) {
+	if strings.IndexByte(line, ',') < 0 {
+		return
+	}
+	for line != "" {
+		el := line
+		if i := strings.IndexByte(line, ','); i >= 0 {
+			el, line = line[:i], line[i+1:]
+		} else {
+			line = ""
+		}
+		if el = strings.Trim(el, " \t"); el != "" {
+			fn(el)
+		}
+	}
 }
 
 // lookupHeader finds a header by its canonical key, falling back to a

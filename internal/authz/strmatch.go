@@ -76,6 +76,57 @@ func (m *strMatch) match(s string, fold bool) bool {
 	return false
 }
 
+// anyMatchJoined reports whether a value matches the parts joined with
+// ',', without building the joined string (Evaluate does not allocate).
+func anyMatchJoined(ms []strMatch, parts []string, fold bool) bool {
+	n := len(parts) - 1
+	for _, p := range parts {
+		n += len(p)
+	}
+	for i := range ms {
+		m := &ms[i]
+		var ok bool
+		switch m.kind {
+		case kindExact:
+			ok = n == len(m.lit) && joinedHasAt(parts, 0, m.lit, fold)
+		case kindPrefix:
+			ok = n >= len(m.lit) && joinedHasAt(parts, 0, m.lit, fold)
+		case kindSuffix:
+			ok = n >= len(m.lit) && joinedHasAt(parts, n-len(m.lit), m.lit, fold)
+		case kindNonEmpty:
+			ok = n > 0
+		case kindAny:
+			ok = true
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// joinedHasAt reports whether the parts joined with ',' hold lit at byte
+// offset off. The caller checks that lit fits.
+func joinedHasAt(parts []string, off int, lit string, fold bool) bool {
+	pos := 0 // offset of the current part in the joined string
+	for i, p := range parts {
+		if i > 0 {
+			if off <= pos-1 && off+len(lit) > pos-1 && lit[pos-1-off] != ',' {
+				return false
+			}
+		}
+		start, end := max(off, pos), min(off+len(lit), pos+len(p))
+		if start < end {
+			a, b := p[start-pos:end-pos], lit[start-off:end-off]
+			if fold && !strings.EqualFold(a, b) || !fold && a != b {
+				return false
+			}
+		}
+		pos += len(p) + 1
+	}
+	return true
+}
+
 func anyMatch(ms []strMatch, s string, fold bool) bool {
 	for i := range ms {
 		if ms[i].match(s, fold) {
