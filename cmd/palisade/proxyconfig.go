@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"palisade.dev/palisade/internal/controlplane"
 	"palisade.dev/palisade/internal/identity"
+	"palisade.dev/palisade/internal/jwt"
 	"palisade.dev/palisade/internal/svid"
 )
 
@@ -56,14 +59,66 @@ func runProxyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		return printSecret(stdout, []byte(certs.ChainPEM), certs.RenewAt, *out)
 	default:
-		var v any
+		var v jwtConfig
 		if err := getJSON(ctx, "http://"+proxyAdmin+"/jwt", &v); err != nil {
 			return err
 		}
-		enc := json.NewEncoder(stdout)
+		return printJWT(stdout, v, *out, time.Now())
+	}
+}
+
+// jwtConfig is what a sidecar's admin /jwt reports.
+type jwtConfig struct {
+	Rules   []jwt.RuleInfo     `json:"rules"`
+	KeySets []jwt.KeySetStatus `json:"keySets"`
+}
+
+// printJWT shows each RequestAuthentication rule in force with its key
+// set: where the keys come from, how many, how old, and the last refresh
+// error, so a user sees why tokens are refused.
+func printJWT(w io.Writer, v jwtConfig, format string, now time.Time) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
+	case "text":
+	default:
+		return exitError{code: 2, err: fmt.Errorf("-o %s: want text or json", format)}
 	}
+	if len(v.Rules) == 0 {
+		_, err := fmt.Fprintln(w, "No RequestAuthentication applies to this workload: requests pass without token checks.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RULE\tISSUER\tAUDIENCES\tFROM\tKEYS\tSOURCE\tFETCHED\tLAST ERROR")
+	for _, r := range v.Rules {
+		ks := r.KeySet
+		src := ks.Source
+		if ks.URI != "" {
+			src += " " + ks.URI
+		}
+		fetched := "never"
+		if !ks.FetchedAt.IsZero() {
+			fetched = now.Sub(ks.FetchedAt).Round(time.Second).String() + " ago"
+		} else if ks.Source == "inline" {
+			fetched = "-"
+		}
+		lastErr := ks.LastError
+		if lastErr == "" {
+			lastErr = "-"
+		}
+		fmt.Fprintf(tw, "%s[%d]\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Policy, r.Index, r.Issuer, orDash(strings.Join(r.Audiences, ",")),
+			strings.Join(r.Locations, "; "), ks.Keys, src, fetched, lastErr)
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func getJSON(ctx context.Context, u string, v any) error {

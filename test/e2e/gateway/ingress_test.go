@@ -227,7 +227,8 @@ func TestIngressJWTAndTLS(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
-		for _, want := range []string{d.issuer, d.issuer + "/keys"} {
+		// The rule, where its keys come from, and that they were fetched.
+		for _, want := range []string{"RULE", d.issuer, d.issuer + "/keys", " ago"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("proxy-config jwt lacks %q:\n%s", want, out)
 			}
