@@ -4,9 +4,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -142,6 +144,38 @@ func TestLegacyRBACConverted(t *testing.T) {
 			}
 		})
 	}
+
+	// Denials are counted as Istio counts them: istio_requests_total with
+	// response_code 403, both principals and mutual_tls.
+	t.Run("metrics", func(t *testing.T) {
+		resp, err := http.Get("http://" + m.Proxy("with-istio", "couchdb").Admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		counts := map[string]float64{}
+		for _, line := range strings.Split(string(body), "\n") {
+			if !strings.HasPrefix(line, "istio_requests_total{") || !strings.Contains(line, `reporter="destination"`) ||
+				!strings.Contains(line, `connection_security_policy="mutual_tls"`) ||
+				!strings.Contains(line, `destination_principal="spiffe://cluster.local/ns/with-istio/sa/couchdb"`) {
+				continue
+			}
+			i := strings.LastIndexByte(line, ' ')
+			v, err := strconv.ParseFloat(line[i+1:], 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			for _, code := range []string{"200", "403"} {
+				if strings.Contains(line, `response_code="`+code+`"`) {
+					counts[code] += v
+				}
+			}
+		}
+		if counts["200"] < 1 || counts["403"] < 4 {
+			t.Errorf("istio_requests_total at couchdb: %v, want at least 1 with 200 and 4 with 403:\n%s", counts, body)
+		}
+	})
 
 	// A client outside the mesh: STRICT resets the connection.
 	t.Run("plaintext", func(t *testing.T) {
