@@ -63,6 +63,13 @@ func TestPathBypassRefused(t *testing.T) {
 		{name: "normalization: no leading slash", raw: "admin"},
 		{name: "normalization: leading space", raw: " /admin"},
 		{name: "normalization: malformed escape", raw: "/admin%zz"},
+		{name: "spec: upper case", raw: "/ADMIN"},
+		{name: "spec: mixed case sub-path", raw: "/aDmIn/users"},
+		{name: "spec: upper-case escapes decoded", raw: "/%41%44MIN"},
+		{name: "spec: mixed case after dot-dot", raw: "/public/../Admin"},
+		{name: "spec: mixed case with %2F", raw: "/public/..%2FADMIN"},
+		{name: "spec: mixed case with ;params", raw: "/public/..;/Admin"},
+		{name: "spec: mixed case with //", raw: "//Admin"},
 	}
 	for modeName, spec := range denies {
 		for _, mode := range allModes {
@@ -115,43 +122,76 @@ func TestPathBypassAllowSide(t *testing.T) {
 	}
 }
 
-// TestPathCase documents the choice: Istio paths are case-sensitive, so by
-// default /ADMIN is not /admin; IgnorePathCaseForDeny makes DENY-like
-// policies case-insensitive for case-insensitive backends, and never
-// widens an ALLOW.
+// TestPathCase documents the case rule for paths. Istio compares paths
+// case-sensitively, but a case-insensitive backend reads /ADMIN as /admin,
+// and Palisade's spec says no spelling, mixed case included, slips past a
+// DENY on /admin*. So DENY-like paths fold case and their notPaths compare
+// exactly (a variant of an excluded path is still denied); ALLOW paths
+// stay exact, as in Istio, and ALLOW notPaths fold (a variant of an
+// excluded path is not admitted). Every choice only denies more.
 func TestPathCase(t *testing.T) {
-	pols := []pol{P(allowAll), P(`{action: DENY, rules: [{to: [{operation: {paths: ["/admin*"]}}]}]}`)}
+	const (
+		denyAdmin      = `{action: DENY, rules: [{to: [{operation: {paths: ["/admin*"]}}]}]}`
+		denyTmpl       = `{action: DENY, rules: [{to: [{operation: {paths: ["/admin/{*}/keys"]}}]}]}`
+		denyNotPublic  = `{action: DENY, rules: [{to: [{operation: {notPaths: ["/public*"]}}]}]}`
+		allowPublic    = `{rules: [{to: [{operation: {paths: ["/public*"]}}]}]}`
+		allowNotAdmin  = `{rules: [{to: [{operation: {notPaths: ["/admin*"]}}]}]}`
+		allowApiNotPrv = `{rules: [{to: [{operation: {paths: ["/api/*"], notPaths: ["/api/private*"]}}]}]}`
+	)
 	tests := []struct {
-		name       string
-		ignoreCase bool
-		path       string
-		allow      bool
+		name  string
+		pols  []string
+		path  string
+		allow bool
 	}{
-		{"normalization: Istio default, /ADMIN is another path", false, "/ADMIN", true},
-		{"normalization: Istio default, /Admin is another path", false, "/Admin/x", true},
-		{"IgnorePathCaseForDeny: /ADMIN denied", true, "/ADMIN", false},
-		{"IgnorePathCaseForDeny: /aDmIn/x denied", true, "/aDmIn/x", false},
-		{"IgnorePathCaseForDeny: %41DMIN denied", true, "/%41DMIN", false},
-		{"IgnorePathCaseForDeny: other path allowed", true, "/public", true},
+		{"spec: DENY /admin* refuses /ADMIN (case-insensitive backend)", []string{allowAll, denyAdmin}, "/ADMIN", false},
+		{"spec: DENY /admin* refuses /Admin/x", []string{allowAll, denyAdmin}, "/Admin/x", false},
+		{"spec: DENY /admin* refuses /aDmIn/x", []string{allowAll, denyAdmin}, "/aDmIn/x", false},
+		{"spec: DENY /admin* refuses %41DMIN (decoded to /ADMIN)", []string{allowAll, denyAdmin}, "/%41DMIN", false},
+		{"spec: DENY /admin* refuses /public/../ADMIN", []string{allowAll, denyAdmin}, "/public/../ADMIN", false},
+		{"spec: DENY /admin* lets /public through", []string{allowAll, denyAdmin}, "/public", true},
+		{"spec: DENY template folds its literals", []string{allowAll, denyTmpl}, "/ADMIN/x/KEYS", false},
+		{"spec: DENY notPaths stay exact: /PUBLIC is not /public, so denied", []string{allowAll, denyNotPublic}, "/PUBLIC/x", false},
+		{"spec: DENY notPaths: /public itself passes", []string{allowAll, denyNotPublic}, "/public/x", true},
+		{"reference: ALLOW paths stay case-sensitive as in Istio (/PUBLIC not admitted)", []string{allowPublic}, "/PUBLIC", false},
+		{"reference: ALLOW paths admit the exact case", []string{allowPublic}, "/public/x", true},
+		{"ISTIO-SECURITY-2021-005: ALLOW notPaths fold: /ADMIN is not admitted", []string{allowNotAdmin}, "/ADMIN", false},
+		{"ISTIO-SECURITY-2021-005: ALLOW notPaths fold: /Admin/x is not admitted", []string{allowNotAdmin}, "/Admin/x", false},
+		{"ISTIO-SECURITY-2021-005: ALLOW notPaths: other paths admitted", []string{allowNotAdmin}, "/public", true},
+		{"ISTIO-SECURITY-2021-005: ALLOW paths exact, notPaths fold, in one field", []string{allowApiNotPrv}, "/api/PRIVATE/x", false},
+		{"ISTIO-SECURITY-2021-005: ALLOW paths exact, notPaths fold, admitted", []string{allowApiNotPrv}, "/api/public", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := compileT(t, pols, httpbin, Options{IgnorePathCaseForDeny: tc.ignoreCase})
+			var pols []pol
+			for _, s := range tc.pols {
+				pols = append(pols, P(s))
+			}
+			e := compileT(t, pols, httpbin, Options{})
 			p, reject := NormalizePath(meshv1alpha1.MeshConfig_ProxyPathNormalization_BASE, tc.path)
 			if reject {
 				t.Fatalf("rejected %q", tc.path)
 			}
 			r := H("GET", p)
 			if d := e.Evaluate(&r); d.Allowed != tc.allow {
-				t.Fatalf("%q: Allowed = %v, want %v", p, d.Allowed, tc.allow)
+				t.Fatalf("%q: Allowed = %v, want %v (%+v)", p, d.Allowed, tc.allow, d)
 			}
 		})
 	}
-	e := compileT(t, []pol{P(`{rules: [{to: [{operation: {paths: ["/public*"]}}]}]}`)}, httpbin, Options{IgnorePathCaseForDeny: true})
-	r := H("GET", "/PUBLIC")
-	if d := e.Evaluate(&r); d.Allowed {
-		t.Fatal("IgnorePathCaseForDeny widened an ALLOW")
-	}
+	t.Run("spec: CUSTOM on /admin* sends /ADMIN to the provider", func(t *testing.T) {
+		e := compileT(t, []pol{P(`{action: CUSTOM, provider: {name: ext}, rules: [{to: [{operation: {paths: ["/admin*"]}}]}]}`)}, httpbin, Options{})
+		r := H("GET", "/ADMIN/x")
+		if _, _, ok := e.Custom(&r); !ok {
+			t.Fatal("CUSTOM did not select /ADMIN/x")
+		}
+	})
+	t.Run("spec: AUDIT on /admin* marks /ADMIN", func(t *testing.T) {
+		e := compileT(t, []pol{P(`{action: AUDIT, rules: [{to: [{operation: {paths: ["/admin*"]}}]}]}`)}, httpbin, Options{})
+		r := H("GET", "/ADMIN/x")
+		if d := e.Evaluate(&r); !d.Audited {
+			t.Fatalf("not audited: %+v", d)
+		}
+	})
 }
 
 // TestHostMethodHeaderBypassRefused covers the other attacker-shaped

@@ -315,8 +315,14 @@ func (c *compiler) strings(name string, a attr, vals, nots []string) *field {
 		// and excludes "delete" with notMethods [DELETE].
 		f.foldVals, f.foldNots = c.deny, !c.deny
 	case attrPath:
-		f.foldVals = c.deny && c.opts.IgnorePathCaseForDeny
-		f.foldNots = f.foldVals
+		// Istio compares paths case-sensitively, but many backends do not
+		// (ASP.NET, IIS, Spring with a case-insensitive matcher, a
+		// case-insensitive file system), and a DENY on /admin* must refuse
+		// /ADMIN too. The same rule as methods: DENY-like paths fold and
+		// notPaths are exact; ALLOW paths are exact, as in Istio, and ALLOW
+		// notPaths fold. Folding only ever denies more, so there is no
+		// switch to turn it off.
+		f.foldVals, f.foldNots = c.deny, !c.deny
 	}
 	compile := func(vs []string) []strMatch {
 		out := make([]strMatch, 0, len(vs))

@@ -94,10 +94,17 @@
 //     reading: a DENY matches if either spelling does, an ALLOW needs both.
 //     Under BASE, "/public/..%2Fadmin" is therefore denied by a DENY on
 //     "/admin*" and not allowed by an ALLOW on "/public/*".
-//   - Paths compare case-sensitively, as in Istio: a path is
-//     case-sensitive in HTTP and most backends treat it so, and folding
-//     case in ALLOW rules would widen them. When the backend is
-//     case-insensitive, set Options.IgnorePathCaseForDeny.
+//   - Path case: Istio compares paths case-sensitively (RFC 3986), but a
+//     backend may not (IIS, ASP.NET, a case-insensitive file system), and
+//     then "/ADMIN" slips past a DENY on "/admin*" (istio/istio#40541:
+//     a VirtualService with ignoreUriCase routes what the policy does not
+//     match; Istio's answer is a Lua filter that lower-cases the path).
+//     Palisade folds case where a match narrows access: DENY-like `paths`
+//     are case-insensitive, their `notPaths` exact (so notPaths
+//     ["/public*"] still denies "/PUBLIC"); ALLOW `paths` stay
+//     case-sensitive, as in Istio, and ALLOW `notPaths` fold (so
+//     notPaths ["/admin*"] does not admit "/ADMIN", which Istio would).
+//     This only ever denies more, so there is no option to turn it off.
 //   - Hosts compare case-insensitively (RFC 4343, CVE-2021-39155). DENY
 //     policies also compare the host without its port and without a
 //     trailing dot, so "Admin.Example.com.:80" is "admin.example.com" to a

@@ -18,6 +18,9 @@ import (
 //	ingress-task https://istio.io/latest/docs/tasks/security/authorization/authz-ingress/
 //	normalization https://istio.io/latest/docs/reference/config/security/normalization/
 //	ISTIO-SECURITY-* https://istio.io/latest/news/security/
+//	spec       Palisade's own rule where it is stricter than Istio: fail
+//	           safe, never widen access; every path trick, mixed case
+//	           included, is refused by a DENY on /admin* (doc.go)
 type docCase struct {
 	name  string
 	w     *config.WorkloadRef // default httpbin
@@ -182,6 +185,10 @@ func docCases() []docCase {
 		{name: "reference: paths suffix", pols: []pol{P(`{rules: [{to: [{operation: {paths: ["*/info"]}}]}]}`)}, req: H("GET", "/a/b/info"), allow: true},
 		{name: "reference: paths * any path", pols: []pol{P(`{rules: [{to: [{operation: {paths: ["*"]}}]}]}`)}, req: H("GET", "/x"), allow: true},
 		{name: "reference: paths are case-sensitive", pols: []pol{P(`{rules: [{to: [{operation: {paths: ["/headers"]}}]}]}`)}, req: H("GET", "/Headers")},
+		{name: "spec: DENY paths ignore case, a case-insensitive backend reads /ADMIN as /admin", pols: []pol{P(`{action: DENY, rules: [{to: [{operation: {paths: ["/admin*"]}}]}]}`)}, req: H("GET", "/ADMIN/x")},
+		{name: "spec: DENY notPaths are exact, so a case variant of the exception is denied", pols: []pol{P(`{action: DENY, rules: [{to: [{operation: {notPaths: ["/healthz"]}}]}]}`)}, req: H("GET", "/HEALTHZ")},
+		{name: "spec: DENY notPaths exact, the exception itself passes", pols: []pol{P(`{action: DENY, rules: [{to: [{operation: {notPaths: ["/healthz"]}}]}]}`)}, req: H("GET", "/healthz"), allow: true},
+		{name: "spec: ALLOW notPaths ignore case, so /ADMIN is not admitted by notPaths /admin*", pols: []pol{P(`{rules: [{to: [{operation: {notPaths: ["/admin*"]}}]}]}`)}, req: H("GET", "/ADMIN")},
 		{name: "reference: notPaths", pols: []pol{P(`{rules: [{to: [{operation: {notPaths: ["/admin*"]}}]}]}`)}, req: H("GET", "/admin/x")},
 		{name: "normalization: paths compare without the query", pols: []pol{P(`{rules: [{to: [{operation: {paths: ["/headers"]}}]}]}`)}, req: H("GET", "/headers?a=b"), allow: true},
 		{name: "reference: paths template {*} one segment", pols: []pol{P(`{rules: [{to: [{operation: {paths: ["/foo/{*}"]}}]}]}`)}, req: H("GET", "/foo/bar"), allow: true},

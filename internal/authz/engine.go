@@ -37,12 +37,6 @@ type Options struct {
 	// policies there without selector apply mesh-wide. Empty means
 	// config.DefaultRootNamespace.
 	RootNamespace string
-	// IgnorePathCaseForDeny makes paths and notPaths of DENY, AUDIT and
-	// CUSTOM policies compare case-insensitively. Istio compares paths
-	// case-sensitively; turn this on when the application behind the proxy
-	// treats paths case-insensitively, so that `/ADMIN` cannot slip past a
-	// DENY on `/admin*`. ALLOW policies stay case-sensitive either way.
-	IgnorePathCaseForDeny bool
 }
 
 // AuthInfo is the result of request authentication (a validated JWT).
