@@ -58,14 +58,23 @@ func startSidecar(t *testing.T, m *meshtest.Mesh, workload, sa, token string) *s
 	if err := json.Unmarshal(mustRead(t, filepath.Join(m.State, localmesh.StateFile)), &st); err != nil {
 		t.Fatal(err)
 	}
+	return startProxy(t, m.Bins.Proxy, st.GRPCAddress, filepath.Join(m.State, "root-cert.pem"), workload, sa, token)
+}
+
+// startProxy runs palisade-proxy (binary proxyBin) for workload ns/name as
+// service account sa against the control plane at addr, trusting the roots
+// of bundle, proving itself with token; extra flags follow.
+func startProxy(t *testing.T, proxyBin, addr, bundle, workload, sa, token string, extra ...string) *sidecar {
+	t.Helper()
 	s := &sidecar{name: workload, admin: freeAddr(t), log: filepath.Join(t.TempDir(), "proxy.log"), done: make(chan struct{})}
 	logf, err := os.Create(s.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = exec.Command(m.Bins.Proxy, "--workload", workload, "--service-account", sa,
-		"--control-plane", st.GRPCAddress, "--trust-domain", "cluster.local", "--bundle", filepath.Join(m.State, "root-cert.pem"),
-		"--admin", s.admin, "--http-proxy", freeAddr(t), "--log-format", "text")
+	args := append([]string{"--workload", workload, "--service-account", sa,
+		"--control-plane", addr, "--trust-domain", "cluster.local", "--bundle", bundle,
+		"--admin", s.admin, "--http-proxy", freeAddr(t), "--log-format", "text"}, extra...)
+	s.cmd = exec.Command(proxyBin, args...)
 	s.cmd.Env = append(os.Environ(), "PALISADE_JOIN_TOKEN="+token)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -73,21 +82,25 @@ func startSidecar(t *testing.T, m *meshtest.Mesh, workload, sa, token string) *s
 		t.Fatal(err)
 	}
 	go func() { s.cmd.Wait(); logf.Close(); close(s.done) }() //nolint:errcheck
-	t.Cleanup(func() {
+	t.Cleanup(func() { s.stop(t) })
+	return s
+}
+
+// stop ends the sidecar (SIGTERM, then SIGKILL after 5s) if it still runs.
+func (s *sidecar) stop(t *testing.T) {
+	t.Helper()
+	select {
+	case <-s.done:
+	default:
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case <-s.done:
-		default:
-			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-			select {
-			case <-s.done:
-			case <-time.After(5 * time.Second):
-				t.Errorf("sidecar %s did not stop within 5s of SIGTERM", workload)
-				_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-				<-s.done
-			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("sidecar %s did not stop within 5s of SIGTERM", s.name)
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			<-s.done
 		}
-	})
-	return s
+	}
 }
 
 func (s *sidecar) exited() bool {
