@@ -111,9 +111,20 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 	}
 	proto := in.Protocol
 	if proto == ProtoUnknown {
-		proto = p.sniff(conn)
-		if tc, ok := conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
-			proto = ProtoHTTP2
+		if tc, ok := conn.(*tls.Conn); ok {
+			// A sidecar offers ALPN for the HTTP it sniffed on its side;
+			// without ALPN the decrypted bytes decide.
+			switch tc.ConnectionState().NegotiatedProtocol {
+			case "h2":
+				proto = ProtoHTTP2
+			case "http/1.1":
+				proto = ProtoHTTP
+			default:
+				conn = &peekedConn{Conn: tc, r: bufio.NewReader(tc)}
+				proto = p.sniff(conn)
+			}
+		} else {
+			proto = p.sniff(conn)
 		}
 	}
 	_ = c.SetDeadline(time.Time{})
@@ -124,24 +135,39 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 	httpLn.deliver(&infoConn{Conn: conn, info: ci})
 }
 
+// sniffPrefixes are the openings that make a stream HTTP.
+var sniffPrefixes = []struct {
+	prefix string
+	proto  Protocol
+}{
+	{"PRI * HT", ProtoHTTP2},
+	{"GET ", ProtoHTTP}, {"POST", ProtoHTTP}, {"PUT ", ProtoHTTP}, {"HEAD", ProtoHTTP}, {"DELE", ProtoHTTP},
+	{"PATC", ProtoHTTP}, {"OPTI", ProtoHTTP}, {"CONN", ProtoHTTP}, {"TRAC", ProtoHTTP},
+}
+
 // sniff peeks at a plaintext or decrypted stream: an HTTP/1 request line
-// or the HTTP/2 preface means HTTP, anything else is opaque TCP.
+// or the HTTP/2 preface means HTTP, anything else is opaque TCP. It reads
+// only as far as it must: a first byte no HTTP request starts with
+// decides at once, so a client that sends a few bytes and waits for the
+// answer is not held up.
 func (p *Proxy) sniff(c net.Conn) Protocol {
-	var br *bufio.Reader
-	switch v := c.(type) {
-	case *peekedConn:
-		br = v.r
-	default:
+	pc, ok := c.(*peekedConn)
+	if !ok {
 		return ProtoHTTP // decrypted TLS without ALPN h2: sidecars speak HTTP/1.1
 	}
-	b, _ := br.Peek(8)
-	s := string(b)
-	if strings.HasPrefix(s, "PRI * HT") {
-		return ProtoHTTP2
-	}
-	for _, m := range []string{"GET ", "POST", "PUT ", "HEAD", "DELE", "PATC", "OPTI", "CONN", "TRAC"} {
-		if strings.HasPrefix(s, m) {
-			return ProtoHTTP
+	for n := 1; n <= len("PRI * HT"); n++ {
+		b, err := pc.r.Peek(n)
+		possible := false
+		for _, s := range sniffPrefixes {
+			if len(b) >= len(s.prefix) && strings.HasPrefix(string(b), s.prefix) {
+				return s.proto
+			}
+			if strings.HasPrefix(s.prefix, string(b)) {
+				possible = true
+			}
+		}
+		if !possible || err != nil {
+			return ProtoTCP
 		}
 	}
 	return ProtoTCP
