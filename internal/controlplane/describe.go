@@ -91,6 +91,11 @@ func Describe(snap *config.Snapshot, workloads []*Workload, key WorkloadKey) (*D
 				d.RequestAuthn = append(d.RequestAuthn, PolicySummary{Name: name, Rules: len(spec.GetJwtRules()), Scope: scope(r.Meta.Namespace, spec, root), File: r.Source.String()})
 			}
 		case *securityv1beta1.PeerAuthentication:
+			// Istio ignores a root-namespace PeerAuthentication with a
+			// selector; so does the resolver above.
+			if r.Meta.Namespace == root && config.HasSelector(spec) {
+				continue
+			}
 			if config.Applies(r.Meta.Namespace, spec, ref, root) {
 				d.PeerAuthn = append(d.PeerAuthn, PolicySummary{Name: name, Action: spec.GetMtls().GetMode().String(), Scope: scope(r.Meta.Namespace, spec, root), File: r.Source.String()})
 			}
