@@ -40,13 +40,13 @@ var (
 	vIPs        = []string{"10.0.0.0/8", "10.0.0.1", "192.168.0.0/16", "2001:db8::/32"}
 	vHosts      = []string{"httpbin.foo", "*.foo", "httpbin.*", "*", "other.example", "httpbin.foo:*"}
 	vPorts      = []string{"8000", "9000"}
-	vMethods    = []string{"GET", "POST", "*", "P*"}
-	vPaths      = []string{"/admin", "/admin*", "*/info", "/api/{*}", "/api/{**}", "*", "/"}
+	vMethods    = []string{"GET", "POST", "*", "P*", "get", "*ET"}
+	vPaths      = []string{"/admin", "/admin*", "*/info", "/api/{*}", "/api/{**}", "*", "/", "/Admin*", "/API/{*}"}
 	vConds      = []struct {
 		key  string
 		vals []string
 	}{
-		{"request.headers[x-a]", []string{"1", "*", "2", "1*"}},
+		{"request.headers[x-a]", []string{"1", "*", "2", "1*", "1,2", "*,2", "*2"}},
 		{"source.namespace", vNamespaces},
 		{"source.principal", vPrincipals},
 		{"request.auth.claims[groups]", []string{"g1", "g2", "*"}},
@@ -62,8 +62,11 @@ func genPolicies(p *picker) []Policy {
 		spec := &securityv1beta1.AuthorizationPolicy{
 			Action: []securityv1beta1.AuthorizationPolicy_Action{
 				securityv1beta1.AuthorizationPolicy_ALLOW, securityv1beta1.AuthorizationPolicy_DENY,
-				securityv1beta1.AuthorizationPolicy_AUDIT,
-			}[p.n(3)],
+				securityv1beta1.AuthorizationPolicy_AUDIT, securityv1beta1.AuthorizationPolicy_CUSTOM,
+			}[p.n(4)],
+		}
+		if spec.Action == securityv1beta1.AuthorizationPolicy_CUSTOM {
+			spec.ActionDetail = &securityv1beta1.AuthorizationPolicy_Provider{Provider: &securityv1beta1.AuthorizationPolicy_ExtensionProvider{Name: "ext"}}
 		}
 		if p.n(4) == 0 {
 			spec.Selector = &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": []string{"httpbin", "other"}[p.n(2)]}}
@@ -120,17 +123,25 @@ func genRequest(p *picker) Request {
 	if !r.IsHTTP {
 		return r
 	}
-	r.Method = []string{"GET", "get", "POST", "PATCH", "DELETE"}[p.n(5)]
-	r.Path = []string{"/admin", "/admin/x", "/api/v1", "/api/v1/x", "/info", "/a/info", "/", "/admin?x=1"}[p.n(8)]
+	r.Method = []string{"GET", "get", "POST", "PATCH", "DELETE", "Get", "patch", "post"}[p.n(8)]
+	r.Path = []string{"/admin", "/admin/x", "/api/v1", "/api/v1/x", "/info", "/a/info", "/", "/admin?x=1", "/ADMIN", "/Admin/x", "/API/v1", "/a/INFO"}[p.n(12)]
 	r.Host = []string{"httpbin.foo", "HTTPBIN.foo:80", "other.example.", "x.foo", "httpbin.foo:8000"}[p.n(5)]
 	r.Headers = http.Header{}
-	switch p.n(4) {
+	switch p.n(8) {
 	case 1:
 		r.Headers["X-A"] = []string{"1"}
 	case 2:
 		r.Headers["X-A"] = []string{"1", "2"}
 	case 3:
 		r.Headers["X-A"] = []string{""}
+	case 4:
+		r.Headers["X-A"] = []string{"1,2"}
+	case 5:
+		r.Headers["X-A"] = []string{"2, 1 "}
+	case 6:
+		r.Headers["X-A"] = []string{"3,,\t1", "2"}
+	case 7:
+		r.Headers["X-A"] = []string{"1,2", "3"}
 	}
 	switch p.n(3) {
 	case 1:
@@ -142,7 +153,8 @@ func genRequest(p *picker) Request {
 }
 
 // FuzzEvaluate checks that Evaluate never panics and agrees with the
-// reference evaluator, in particular never allowing what it denies.
+// reference evaluator, in particular never allowing what it denies, and
+// that Custom and the audit mark select what the reference selects.
 func FuzzEvaluate(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{1, 1, 0, 1, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1})
@@ -167,6 +179,12 @@ func FuzzEvaluate(f *testing.F) {
 			}
 			if x := e.Explain(&r); x.Decision != got {
 				t.Fatalf("Explain disagrees with Evaluate: %+v vs %+v", x.Decision, got)
+			}
+			if _, _, custom := e.Custom(&r); custom != refSelects(pols, httpbin, &r, securityv1beta1.AuthorizationPolicy_CUSTOM) {
+				t.Fatalf("Custom selected = %v, reference says %v\nrequest %+v\nexplain %+v", custom, !custom, r, e.Explain(&r).Policies)
+			}
+			if want := refSelects(pols, httpbin, &r, securityv1beta1.AuthorizationPolicy_AUDIT); got.Audited != want {
+				t.Fatalf("Audited = %v, reference says %v\nrequest %+v\nexplain %+v", got.Audited, want, r, e.Explain(&r).Policies)
 			}
 		}
 	})

@@ -47,6 +47,23 @@ func refDecide(pols []Policy, w config.WorkloadRef, r *Request) bool {
 	return false
 }
 
+// refSelects reports whether a policy of the action (CUSTOM or AUDIT)
+// that applies to the workload selects the request: CUSTOM sends it to the
+// provider, AUDIT marks it. Both select like DENY.
+func refSelects(pols []Policy, w config.WorkloadRef, r *Request, action securityv1beta1.AuthorizationPolicy_Action) bool {
+	for _, p := range pols {
+		if p.Spec.GetAction() != action || !config.Applies(p.Namespace, p.Spec, w, config.DefaultRootNamespace) {
+			continue
+		}
+		for _, ru := range p.Spec.GetRules() {
+			if refRule(ru, r, true) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func refRule(ru *securityv1beta1.Rule, r *Request, deny bool) bool {
 	if !r.IsHTTP && !deny && refUsesHTTP(ru) {
 		return false
@@ -92,14 +109,16 @@ func refUsesHTTP(ru *securityv1beta1.Rule) bool {
 	return false
 }
 
-// refWild is Istio's value match: exact, "*x", "x*", "*".
-func refWild(pattern, s string, fold, starMatchesEmpty bool) bool {
-	if fold {
+// refWild is Istio's value match: exact, "*x", "x*", "*", and path
+// templates. ci compares ignoring case; starEmpty lets "*" match an empty
+// value (headers and hosts: "present").
+func refWild(pattern, s string, ci, starEmpty bool) bool {
+	if ci {
 		pattern, s = strings.ToLower(pattern), strings.ToLower(s)
 	}
 	switch {
 	case pattern == "*":
-		return starMatchesEmpty || s != ""
+		return starEmpty || s != ""
 	case strings.HasPrefix(pattern, "*"):
 		return strings.HasSuffix(s, pattern[1:])
 	case strings.HasSuffix(pattern, "*"):
@@ -143,42 +162,111 @@ func refTemplate(pattern, s string) bool {
 	return len(ps) == len(ss)
 }
 
-func refAny(patterns []string, s string, fold, starEmpty bool) bool {
+func refAny(patterns []string, s string, ci, starEmpty bool) bool {
 	for _, p := range patterns {
-		if refWild(p, s, fold, starEmpty) {
+		if refWild(p, s, ci, starEmpty) {
 			return true
 		}
 	}
 	return false
 }
 
-// refField matches a field over the spellings of an attribute. ok is
-// false when the attribute is absent; absentNot says what notValues alone
-// give then. all selects "every spelling passes" over "one spelling".
-func refField(vals, nots, spellings []string, present, absentNot, all, fold, starEmpty bool) bool {
+// refCaseInsensitive is the case table of doc.go, written out: host names
+// ignore case everywhere; methods and paths ignore case where a match
+// narrows access (the values of a DENY-like policy, the notValues of an
+// ALLOW) and compare exactly where a match would widen it; everything else
+// compares exactly.
+func refCaseInsensitive(kind string, deny, notValues bool) bool {
+	switch kind {
+	case "host":
+		return true
+	case "method", "path":
+		if deny {
+			return !notValues
+		}
+		return notValues
+	}
+	return false
+}
+
+// refAttr is what the request has for one attribute.
+type refAttr struct {
+	kind      string   // "host", "method", "path", "header", or "" (exact)
+	present   bool     // false: no mTLS peer, no such header, no method
+	spellings []string // every way the request spells the attribute
+	whole     []string // what each ALLOW value must match; nil: spellings
+}
+
+// refField is a field's match as doc.go states it. A DENY-like field
+// matches when some spelling matches a value and some spelling is none of
+// the notValues. An ALLOW field matches when every whole value matches a
+// value and no spelling is a notValue. An absent attribute matches no
+// value; absentNot says whether notValues alone then match.
+func refField(vals, nots []string, a refAttr, deny, absentNot bool) bool {
 	if len(vals) == 0 && len(nots) == 0 {
 		return true
 	}
-	if !present || len(spellings) == 0 {
+	if !a.present {
 		return len(vals) == 0 && absentNot
 	}
-	if all {
-		for _, s := range spellings {
-			if len(vals) > 0 && !refAny(vals, s, fold, starEmpty) {
-				return false
+	starEmpty := a.kind == "host" || a.kind == "header"
+	valCI := refCaseInsensitive(a.kind, deny, false)
+	notCI := refCaseInsensitive(a.kind, deny, true)
+	if deny {
+		someValue := len(vals) == 0
+		someEscapes := len(nots) == 0
+		for _, s := range a.spellings {
+			if refAny(vals, s, valCI, starEmpty) {
+				someValue = true
 			}
-			if refAny(nots, s, fold, starEmpty) {
-				return false
+			if !refAny(nots, s, notCI, starEmpty) {
+				someEscapes = true
 			}
 		}
-		return true
+		return someValue && someEscapes
 	}
-	pos, neg := len(vals) == 0, len(nots) == 0
-	for _, s := range spellings {
-		pos = pos || refAny(vals, s, fold, starEmpty)
-		neg = neg || !refAny(nots, s, fold, starEmpty)
+	whole := a.whole
+	if whole == nil {
+		whole = a.spellings
 	}
-	return pos && neg
+	for _, s := range whole {
+		if len(vals) > 0 && !refAny(vals, s, valCI, starEmpty) {
+			return false
+		}
+	}
+	for _, s := range a.spellings {
+		if refAny(nots, s, notCI, starEmpty) {
+			return false
+		}
+	}
+	return true
+}
+
+// refOne is an attribute with a single spelling.
+func refOne(kind, s string, present bool) refAttr {
+	return refAttr{kind: kind, present: present, spellings: []string{s}}
+}
+
+// refHeader spells a header as doc.go says: each line, each non-empty
+// element of a line with spaces and tabs trimmed, and the lines joined
+// with ','. An ALLOW's values must match each whole line.
+func refHeader(lines []string) refAttr {
+	a := refAttr{kind: "header", present: len(lines) > 0, whole: lines}
+	a.spellings = append(a.spellings, lines...)
+	for _, l := range lines {
+		if !strings.Contains(l, ",") {
+			continue
+		}
+		for _, e := range strings.Split(l, ",") {
+			if e = strings.Trim(e, " \t"); e != "" {
+				a.spellings = append(a.spellings, e)
+			}
+		}
+	}
+	if len(lines) > 1 {
+		a.spellings = append(a.spellings, strings.Join(lines, ","))
+	}
+	return a
 }
 
 func refNamespace(p string) (string, bool) {
@@ -225,8 +313,8 @@ func refPort(vals, nots []string, p uint32) bool {
 func refSource(s *securityv1beta1.Source, r *Request, deny bool) bool {
 	mtls := r.Principal != ""
 	ns, nsOK := refNamespace(r.Principal)
-	ok := refField(s.GetPrincipals(), s.GetNotPrincipals(), []string{r.Principal}, mtls, deny, true, false, false) &&
-		refField(s.GetNamespaces(), s.GetNotNamespaces(), []string{ns}, nsOK, deny, true, false, false) &&
+	ok := refField(s.GetPrincipals(), s.GetNotPrincipals(), refOne("", r.Principal, mtls), deny, deny) &&
+		refField(s.GetNamespaces(), s.GetNotNamespaces(), refOne("", ns, nsOK), deny, deny) &&
 		refIP(s.GetIpBlocks(), s.GetNotIpBlocks(), r.SourceIP) &&
 		refIP(s.GetRemoteIpBlocks(), s.GetNotRemoteIpBlocks(), refRemote(r))
 	if !ok {
@@ -301,9 +389,9 @@ func refOperation(o *securityv1beta1.Operation, r *Request, deny bool) bool {
 	if i := strings.IndexAny(path, "?#"); i >= 0 {
 		path = path[:i]
 	}
-	return refField(o.GetHosts(), o.GetNotHosts(), hosts, true, true, !deny, true, true) &&
-		refField(o.GetMethods(), o.GetNotMethods(), []string{r.Method}, r.Method != "", true, true, deny, false) &&
-		refField(o.GetPaths(), o.GetNotPaths(), []string{path}, true, true, true, false, false)
+	return refField(o.GetHosts(), o.GetNotHosts(), refAttr{kind: "host", present: true, spellings: hosts}, deny, true) &&
+		refField(o.GetMethods(), o.GetNotMethods(), refOne("method", r.Method, r.Method != ""), deny, true) &&
+		refField(o.GetPaths(), o.GetNotPaths(), refOne("path", path, true), deny, true)
 }
 
 func refCondition(c *securityv1beta1.Condition, r *Request, deny bool) bool {
@@ -315,11 +403,11 @@ func refCondition(c *securityv1beta1.Condition, r *Request, deny bool) bool {
 	switch {
 	case key == "source.namespace":
 		ns, ok := refNamespace(r.Principal)
-		return refField(vals, nots, []string{ns}, ok, deny, true, false, false)
+		return refField(vals, nots, refOne("", ns, ok), deny, deny)
 	case key == "source.principal":
-		return refField(vals, nots, []string{r.Principal}, r.Principal != "", deny, true, false, false)
+		return refField(vals, nots, refOne("", r.Principal, r.Principal != ""), deny, deny)
 	case key == "connection.sni":
-		return refField(vals, nots, []string{r.SNI}, r.SNI != "", deny, true, false, false)
+		return refField(vals, nots, refOne("", r.SNI, r.SNI != ""), deny, deny)
 	case key == "remote.ip":
 		return refIP(vals, nots, refRemote(r))
 	case key == "destination.port":
@@ -332,7 +420,7 @@ func refCondition(c *securityv1beta1.Condition, r *Request, deny bool) bool {
 				got = v
 			}
 		}
-		return refField(vals, nots, got, len(got) > 0, true, !deny, false, true)
+		return refField(vals, nots, refHeader(got), deny, true)
 	case strings.HasPrefix(key, "request.auth.claims["):
 		if r.Auth == nil {
 			return len(vals) == 0
