@@ -84,12 +84,21 @@ const DefaultNamespace = "default"
 // with errors.Join) as a *FieldError reading
 // `file:line: Kind namespace/name: field.path: message`; the resources that
 // decoded cleanly are returned alongside the error.
+//
+// A panic while decoding (a bug) becomes an error for the file rather
+// than taking down the daemon that reads it; the fuzz tests call decode
+// directly, so that such a bug fails them.
 func Decode(file string, data []byte) (rs []*Resource, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			rs, err = nil, &FieldError{File: file, Line: 1, Message: fmt.Sprintf("cannot decode: %v", p)}
 		}
 	}()
+	return decode(file, data)
+}
+
+// decode is Decode without the recover.
+func decode(file string, data []byte) (rs []*Resource, err error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var errs []error
 	for {

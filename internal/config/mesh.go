@@ -25,6 +25,11 @@ func DecodeMesh(file string, data []byte) (mc *meshv1alpha1.MeshConfig, err erro
 			mc, err = nil, &FieldError{File: file, Line: 1, Kind: KindMeshConfig, Message: fmt.Sprintf("cannot decode: %v", p)}
 		}
 	}()
+	return decodeMesh(file, data)
+}
+
+// decodeMesh is DecodeMesh without the recover, for the fuzz test.
+func decodeMesh(file string, data []byte) (*meshv1alpha1.MeshConfig, error) {
 	r := &Resource{Kind: KindMeshConfig, Source: Source{File: file, Line: 1}, lines: map[string]int{}}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -41,7 +46,7 @@ func DecodeMesh(file string, data []byte) (mc *meshv1alpha1.MeshConfig, err erro
 		}
 		return nil, &FieldError{File: file, Line: line, Kind: KindMeshConfig, Message: "mesh config must be a single YAML document"}
 	}
-	mc = &meshv1alpha1.MeshConfig{}
+	mc := &meshv1alpha1.MeshConfig{}
 	if len(doc.Content) > 0 && !(doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].ShortTag() == "!!null") {
 		top := doc.Content[0]
 		r.Source.Line = top.Line

@@ -25,6 +25,10 @@ type jsonDoc struct {
 	refs  []lineRef      // refs[i] describes JSON line i+1
 	lines map[string]int // field path -> YAML line
 	nodes int
+	// merged holds the entries of mappings already read as merge (<<)
+	// sources: an alias may name the same one many times, and mappings
+	// that merge two aliases of the one before would otherwise cost 2^n.
+	merged map[*yaml.Node][]mapEntry
 }
 
 type lineRef struct {
@@ -145,6 +149,10 @@ func (d *jsonDoc) entries(n *yaml.Node, path string, depth int) ([]mapEntry, err
 	if depth > 200 {
 		return nil, &pathError{path: path, line: n.Line, msg: "document nested too deeply"}
 	}
+	d.nodes += len(n.Content) / 2
+	if d.nodes > maxNodes {
+		return nil, &pathError{path: path, line: n.Line, msg: "document too large (too many values after expanding aliases)"}
+	}
 	var own, merged []mapEntry
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -175,9 +183,16 @@ func (d *jsonDoc) entries(n *yaml.Node, path string, depth int) ([]mapEntry, err
 				if s.Kind != yaml.MappingNode {
 					return nil, &pathError{path: path, line: v.Line, msg: "merge key (<<) needs a mapping"}
 				}
-				es, err := d.entries(s, path, depth+1)
-				if err != nil {
-					return nil, err
+				es, ok := d.merged[s]
+				if !ok {
+					var err error
+					if es, err = d.entries(s, path, depth+1); err != nil {
+						return nil, err
+					}
+					if d.merged == nil {
+						d.merged = map[*yaml.Node][]mapEntry{}
+					}
+					d.merged[s] = es
 				}
 				merged = append(merged, es...)
 			}
