@@ -13,14 +13,12 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	securityv1beta1 "istio.io/api/security/v1beta1"
 
 	"palisade.dev/palisade/internal/authn"
 	"palisade.dev/palisade/internal/authz"
 	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/controlplane"
-	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/localmesh"
 )
 
@@ -31,7 +29,7 @@ func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 
 func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(stderr, "Usage: palisade authz check --to NAMESPACE/WORKLOAD [--from PRINCIPAL] [--method M] [--path P] ...")
+		fmt.Fprintln(stderr, "Usage: palisade authz check --to NAMESPACE/WORKLOAD [--from NS/WORKLOAD|NS/sa/SA|spiffe://ID] [--method M] [--path P] ...")
 		return exitError{code: 2}
 	}
 	fs := flag.NewFlagSet("palisade authz check", flag.ContinueOnError)
@@ -39,8 +37,8 @@ func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dir := fs.String("f", "", "config directory (default: the running mesh's)")
 	state := fs.String("state", ".palisade", "state directory of the running mesh")
 	to := fs.String("to", "", "destination workload NAMESPACE/NAME (required)")
-	from := fs.String("from", "", "source: a SPIFFE ID, an Istio principal (cluster.local/ns/x/sa/y) or NAMESPACE/SERVICEACCOUNT; empty for a plaintext client")
-	method := fs.String("method", "GET", "HTTP method")
+	from := fs.String("from", "", "source: a workload NAMESPACE/NAME of the config, NAMESPACE/sa/SERVICEACCOUNT, a spiffe:// ID or an Istio principal (cluster.local/ns/x/sa/y); empty for a plaintext client")
+	method := fs.String("method", "GET", "HTTP method, as sent: methods are case-sensitive (an ALLOW on GET does not admit get)")
 	path := fs.String("path", "/", "request path (normalized as the mesh config says)")
 	host := fs.String("host", "", "Host header (default: the workload's service)")
 	port := fs.Uint("port", 0, "destination port (default: the workload's first port)")
@@ -73,8 +71,9 @@ func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	workloads := (controlplane.ConfigRegistry{}).Workloads(snap)
 	var w *controlplane.Workload
-	for _, x := range (controlplane.ConfigRegistry{}).Workloads(snap) {
+	for _, x := range workloads {
 		if x.Key == key {
 			w = x
 		}
@@ -90,7 +89,7 @@ func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	req := &authz.Request{IsHTTP: !*tcp, Method: strings.ToUpper(*method), Host: *host, Headers: http.Header{}}
+	req := &authz.Request{IsHTTP: !*tcp, Method: *method, Host: *host, Headers: http.Header{}}
 	req.SourceIP, err = netip.ParseAddr(*srcIP)
 	if err != nil {
 		return exitError{code: 2, err: fmt.Errorf("--source-ip: %w", err)}
@@ -110,12 +109,11 @@ func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return exitError{code: 1}
 	}
 	req.Path = norm
-	if *from != "" {
-		req.Principal, err = principal(*from, snap.Mesh.GetTrustDomain())
-		if err != nil {
-			return exitError{code: 2, err: fmt.Errorf("--from: %w", err)}
-		}
+	src, err := resolveFrom(*from, snap.Mesh.GetTrustDomain(), workloads)
+	if err != nil {
+		return exitError{code: 2, err: fmt.Errorf("--from: %w", err)}
 	}
+	req.Principal = src.principal
 	for _, h := range headers {
 		k, v, ok := strings.Cut(h, "=")
 		if !ok {
@@ -167,7 +165,7 @@ func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	} else {
-		printExplanation(stdout, req, x)
+		printExplanation(stdout, req, src, x)
 	}
 	if !x.Decision.Allowed {
 		return exitError{code: 1}
@@ -175,26 +173,7 @@ func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-func principal(from, td string) (string, error) {
-	switch {
-	case strings.HasPrefix(from, "spiffe://"):
-		return strings.TrimPrefix(from, "spiffe://"), nil
-	case strings.Count(from, "/") == 1:
-		ns, sa, _ := strings.Cut(from, "/")
-		t, err := spiffeid.TrustDomainFromString(td)
-		if err != nil {
-			return "", err
-		}
-		id, err := identity.ForServiceAccount(t, ns, sa)
-		if err != nil {
-			return "", err
-		}
-		return identity.Principal(id), nil
-	}
-	return from, nil
-}
-
-func printExplanation(w io.Writer, req *authz.Request, x authz.Explanation) {
+func printExplanation(w io.Writer, req *authz.Request, src source, x authz.Explanation) {
 	verdict := "ALLOW"
 	if !x.Decision.Allowed {
 		verdict = "DENY (403 RBAC: access denied)"
@@ -210,6 +189,7 @@ func printExplanation(w io.Writer, req *authz.Request, x authz.Explanation) {
 	if x.Decision.Audited {
 		fmt.Fprintf(w, "AUDIT: %s\n", x.Decision.Audit)
 	}
+	fmt.Fprintf(w, "from: %s\n", src.what)
 	if req.Principal == "" {
 		fmt.Fprintln(w, "note: no source principal: the request is plaintext, so principals and namespaces are absent")
 	}
