@@ -72,8 +72,11 @@ func (c *converter) binding(r *config.Resource, s *config.ServiceRoleBindingSpec
 			}
 		}
 		for _, ar := range g.rules {
-			t, when, n := accessRule(ar)
+			t, when, n, ok := accessRule(ar, r.Meta.Namespace)
 			gnotes = append(gnotes, n...)
+			if !ok {
+				continue
+			}
 			for _, f := range froms {
 				ru := rule{When: append(append([]condition(nil), f.when...), when...)}
 				if !f.src.empty() {
@@ -152,7 +155,12 @@ func trimAll(vs []string) []string {
 
 // accessRule converts one ServiceRole rule into an operation and
 // conditions. "*" alone in paths or methods means any and is dropped.
-func accessRule(ar config.AccessRule) (*to, []condition, []string) {
+// A constraint that cannot be carried over exactly makes the rule fail
+// closed: ok is false and the rule is left out, since dropping only the
+// constraint would allow more than the legacy rule did (a
+// destination.labels constraint dropped would open the rule to every
+// workload of the service).
+func accessRule(ar config.AccessRule, ns string) (_ *to, _ []condition, _ []string, ok bool) {
 	op := operation{
 		Hosts: ar.Hosts, NotHosts: ar.NotHosts,
 		Methods: dropStar(ar.Methods), NotMethods: ar.NotMethods,
@@ -172,16 +180,29 @@ func accessRule(ar config.AccessRule) (*to, []condition, []string) {
 			op.Ports = append(op.Ports, c.Values...)
 		case c.Key == "destination.ip" || strings.HasPrefix(c.Key, "request.headers[") || strings.HasPrefix(c.Key, "experimental.envoy.filters.") || c.Key == "connection.sni":
 			when = append(when, condition{Key: c.Key, Values: c.Values})
-		case c.Key == "destination.namespace":
+		case c.Key == "destination.namespace" && containsOrStar(c.Values, ns):
 			notes = append(notes, "constraint destination.namespace is implied by the policy's namespace and was dropped")
+		case c.Key == "destination.namespace":
+			notes = append(notes, fmt.Sprintf("constraint destination.namespace %v never matches in namespace %s: its rule matched nothing and was left out", c.Values, ns))
+			return nil, nil, notes, false
 		default:
-			notes = append(notes, fmt.Sprintf("constraint %s cannot be carried over (use the policy's selector instead) and was dropped", c.Key))
+			notes = append(notes, fmt.Sprintf("constraint %s cannot be carried over exactly: its rule was left out so that the policy allows no more than before (write it with a selector on those labels by hand)", c.Key))
+			return nil, nil, notes, false
 		}
 	}
 	if op.empty() {
-		return nil, when, notes
+		return nil, when, notes, true
 	}
-	return &to{Operation: op}, when, notes
+	return &to{Operation: op}, when, notes, true
+}
+
+func containsOrStar(vs []string, v string) bool {
+	for _, x := range vs {
+		if x == v || x == "*" {
+			return true
+		}
+	}
+	return false
 }
 
 func dropStar(vs []string) []string {
