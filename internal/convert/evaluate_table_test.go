@@ -76,9 +76,13 @@ func TestConvertedDecisions(t *testing.T) {
 		{"ON_WITH_EXCLUSION: an excluded namespace stays open", []string{rbacExcl}, open, get("/"), true},
 		{"ON_WITH_EXCLUSION: another namespace is closed", []string{rbacExcl}, web, get("/"), false},
 		{"group subject: member allowed", []string{rbacOn, anyCart, bindTo("  - group: admins\n")}, cart,
-			with(get("/"), func(r *authz.Request) { r.Auth = &authz.AuthInfo{Principal: "i/s", Claims: map[string]any{"groups": []any{"admins"}}} }), true},
+			with(get("/"), func(r *authz.Request) {
+				r.Auth = &authz.AuthInfo{Principal: "i/s", Claims: map[string]any{"groups": []any{"admins"}}}
+			}), true},
 		{"group subject: non-member denied", []string{rbacOn, anyCart, bindTo("  - group: admins\n")}, cart,
-			with(get("/"), func(r *authz.Request) { r.Auth = &authz.AuthInfo{Principal: "i/s", Claims: map[string]any{"groups": []any{"users"}}} }), false},
+			with(get("/"), func(r *authz.Request) {
+				r.Auth = &authz.AuthInfo{Principal: "i/s", Claims: map[string]any{"groups": []any{"users"}}}
+			}), false},
 		{"properties source.namespace: match", []string{rbacOn, anyCart, bindTo("  - properties: {source.namespace: shop}\n")}, cart, get("/"), true},
 		{"properties source.namespace: other namespace", []string{rbacOn, anyCart, bindTo("  - properties: {source.namespace: other}\n")}, cart, get("/"), false},
 		{"properties source.ip: in block", []string{rbacOn, anyCart, bindTo("  - properties: {source.ip: 10.0.0.0/8}\n")}, cart,
@@ -89,7 +93,9 @@ func TestConvertedDecisions(t *testing.T) {
 			with(get("/"), func(r *authz.Request) { r.Headers = http.Header{"X-Team": {"blue"}} }), true},
 		{"properties request.headers: missing", []string{rbacOn, anyCart, bindTo("  - properties: {'request.headers[X-Team]': blue}\n")}, cart, get("/"), false},
 		{"properties request.auth.claims: match", []string{rbacOn, anyCart, bindTo("  - properties: {'request.auth.claims[role]': admin}\n")}, cart,
-			with(get("/"), func(r *authz.Request) { r.Auth = &authz.AuthInfo{Principal: "i/s", Claims: map[string]any{"role": "admin"}} }), true},
+			with(get("/"), func(r *authz.Request) {
+				r.Auth = &authz.AuthInfo{Principal: "i/s", Claims: map[string]any{"role": "admin"}}
+			}), true},
 		{"properties request.auth.claims: no token", []string{rbacOn, anyCart, bindTo("  - properties: {'request.auth.claims[role]': admin}\n")}, cart, get("/"), false},
 		{"services: short name", []string{rbacOn, role("  - services: [cart]\n    methods: ['*']\n"), bindAlice}, cart, get("/"), true},
 		{"methods: GET allowed", []string{rbacOn, role("  - services: [cart]\n    methods: [GET]\n"), bindAlice}, cart, get("/"), true},
