@@ -218,7 +218,7 @@ func (p *Proxy) gatewayHandler(port uint32) http.Handler {
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 			ci.mtls, ci.peer = false, r.TLS // a client certificate, not a mesh identity
 		}
-		areq := p.authzRequest(r, port, connInfo{remote: ci.remote}, path)
+		areq := p.authzRequest(r, port, &connInfo{remote: ci.remote}, path)
 		if !p.admit(sw, r, cfg, areq, rec) {
 			return
 		}

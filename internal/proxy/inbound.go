@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"palisade.dev/palisade/internal/authn"
+	"palisade.dev/palisade/internal/config"
+	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/telemetry"
 )
 
@@ -33,6 +36,54 @@ type connInfo struct {
 	peer   *tls.ConnectionState
 	remote net.Addr
 	xfcc   *xfccOnce // this connection's XFCC element, built once
+
+	// Worked out once per connection (see withDerived) for every
+	// request's record and authorization; zero values are worked out
+	// per request.
+	remoteStr string     // remote.String()
+	sourceIP  netip.Addr // ipOf(remote)
+	principal string     // identity.Principal(peerID), "" without mTLS
+	peerStr   string     // peerID.String(), "" without mTLS
+	peerNS    string     // the peer's namespace, "" when not ns/sa
+}
+
+// withDerived returns ci with the strings every request of the
+// connection needs worked out once.
+func (ci connInfo) withDerived() connInfo {
+	if ci.remote != nil {
+		ci.remoteStr = ci.remote.String()
+		ci.sourceIP = ipOf(ci.remote)
+	}
+	if ci.mtls {
+		ci.principal = identity.Principal(ci.peerID)
+		ci.peerStr = ci.peerID.String()
+		ci.peerNS, _, _ = nsSA(ci.peerID)
+	}
+	return ci
+}
+
+// source is the connection's source IP.
+func (ci *connInfo) source() netip.Addr {
+	if ci.sourceIP.IsValid() {
+		return ci.sourceIP
+	}
+	return ipOf(ci.remote)
+}
+
+// peerPrincipal is the peer's identity in Istio's principal form.
+func (ci *connInfo) peerPrincipal() string {
+	if ci.principal != "" {
+		return ci.principal
+	}
+	return identity.Principal(ci.peerID)
+}
+
+// remoteString is ci.remote.String().
+func (ci *connInfo) remoteString() string {
+	if ci.remoteStr != "" || ci.remote == nil {
+		return ci.remoteStr
+	}
+	return ci.remote.String()
 }
 
 // xfccOnce holds a connection's encoded XFCC element: the client
@@ -106,9 +157,10 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 			c.Close()
 			return
 		}
-		ci = connInfo{mtls: true, peerID: id, peer: &st, remote: c.RemoteAddr()}
+		ci = connInfo{mtls: true, peerID: id, peer: &st, remote: c.RemoteAddr(), xfcc: &xfccOnce{}}
 		conn = tc
 	}
+	ci = ci.withDerived()
 	proto := in.Protocol
 	if proto == ProtoUnknown {
 		if tc, ok := conn.(*tls.Conn); ok {
@@ -205,9 +257,13 @@ func (p *Proxy) inboundServer(in InboundPort) *http.Server {
 				}
 			}
 		},
-		Transport:     tr,
-		FlushInterval: -1,
-		ErrorHandler:  upstreamError,
+		Transport: tr,
+		// FlushInterval 0: a response with a Content-Length goes out in
+		// one write when the handler returns; ReverseProxy still flushes
+		// every write of a streaming response (no Content-Length, as gRPC
+		// and chunked answers, or text/event-stream).
+		BufferPool:   copyBuffers,
+		ErrorHandler: upstreamError,
 	}
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
@@ -231,7 +287,7 @@ func (p *Proxy) inboundServer(in InboundPort) *http.Server {
 						ci.mtls, ci.peerID, ci.peer = true, id, &st
 					}
 				}
-				return context.WithValue(ctx, connInfoKey{}, ci)
+				return context.WithValue(ctx, connInfoKey{}, ci.withDerived())
 			}
 			return ctx
 		},
@@ -273,9 +329,9 @@ type infoConn struct {
 func (p *Proxy) forwardTCP(c net.Conn, in InboundPort, ci connInfo) {
 	defer c.Close()
 	start := time.Now()
-	rec := &Record{Start: start, Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, MTLS: ci.mtls, DownstreamRemote: ci.remote.String(), UpstreamHost: in.App}
-	p.fillInbound(rec, ci)
-	if !p.authorizeTCP(c, in, ci, rec) {
+	rec := &Record{Start: start, Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, MTLS: ci.mtls, DownstreamRemote: ci.remoteString(), UpstreamHost: in.App}
+	p.fillInbound(rec, &ci)
+	if !p.authorizeTCP(c, in, &ci, rec) {
 		rec.Duration = time.Since(start)
 		p.observe(rec)
 		return
@@ -294,30 +350,51 @@ func (p *Proxy) forwardTCP(c net.Conn, in InboundPort, ci connInfo) {
 	p.observe(rec)
 }
 
-// selfID is the proxy's own SPIFFE ID, as a string.
+// selfID is the proxy's own SPIFFE ID, as a string. It is worked out
+// once per trust domain, which only a config push can change.
 func (p *Proxy) selfID() string {
 	c := p.store.Current()
 	if c == nil || p.opts.Self.ServiceAccount == "" {
 		return ""
 	}
+	if s := p.self.Load(); s != nil && s.td == c.TrustDomain {
+		return s.id
+	}
 	id, err := spiffeid.FromSegments(c.TrustDomain, "ns", p.opts.Self.Ref.Namespace, "sa", p.opts.Self.ServiceAccount)
 	if err != nil {
 		return ""
 	}
+	p.self.Store(&selfID{td: c.TrustDomain, id: id.String()})
 	return id.String()
 }
 
-func (p *Proxy) fillInbound(rec *Record, ci connInfo) {
+// selfID is the proxy's SPIFFE ID in one trust domain.
+type selfID struct {
+	td spiffeid.TrustDomain
+	id string
+}
+
+// destinationService is the inbound record's destination_service, the
+// workload's first service as a cluster-local host.
+func destinationService(ref config.WorkloadRef) string {
+	if len(ref.Services) == 0 {
+		return ""
+	}
+	return ref.Services[0] + "." + ref.Namespace + ".svc.cluster.local"
+}
+
+func (p *Proxy) fillInbound(rec *Record, ci *connInfo) {
 	ref := p.opts.Self.Ref
 	rec.DestinationNamespace, rec.DestinationWorkload = ref.Namespace, ref.Name
-	if len(ref.Services) > 0 {
-		rec.DestinationService = ref.Services[0] + "." + ref.Namespace + ".svc.cluster.local"
-	}
+	rec.DestinationService = p.destService
 	rec.DestinationPrincipal = p.selfID()
 	if ci.mtls {
-		rec.SourcePrincipal = ci.peerID.String()
-		if ns, _, ok := nsSA(ci.peerID); ok {
-			rec.SourceNamespace = ns
+		rec.SourcePrincipal, rec.SourceNamespace = ci.peerStr, ci.peerNS
+		if rec.SourcePrincipal == "" {
+			rec.SourcePrincipal = ci.peerID.String()
+			if ns, _, ok := nsSA(ci.peerID); ok {
+				rec.SourceNamespace = ns
+			}
 		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"palisade.dev/palisade/internal/authz"
-	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/jwt"
 	"palisade.dev/palisade/internal/telemetry"
 	"palisade.dev/palisade/internal/xfcc"
@@ -27,6 +26,7 @@ func connInfoOf(r *http.Request) connInfo {
 	if ci, ok := r.Context().Value(connInfoKey{}).(connInfo); ok {
 		return ci
 	}
+	// Not from the inbound listener: worked out for this request.
 	ci := connInfo{remote: addrOf(r.RemoteAddr)}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && len(r.TLS.PeerCertificates[0].URIs) == 1 {
 		// The handshake verified the chain against the bundle.
@@ -45,9 +45,9 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 		rec := &Record{
 			Start: start, Protocol: protoName(r), HTTPVersion: r.Proto, Direction: telemetry.Inbound, MTLS: ci.mtls, ForwardedFor: r.Header.Get("X-Forwarded-For"),
 			Method: r.Method, Authority: r.Host, UserAgent: r.UserAgent(), RequestID: r.Header.Get("X-Request-Id"),
-			DownstreamRemote: ci.remote.String(), UpstreamHost: in.App,
+			DownstreamRemote: ci.remoteString(), UpstreamHost: in.App,
 		}
-		p.fillInbound(rec, ci)
+		p.fillInbound(rec, &ci)
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			rec.ResponseCode = sw.code()
@@ -68,7 +68,7 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 			return
 		}
 
-		areq := p.authzRequest(r, in.Port, ci, path)
+		areq := p.authzRequest(r, in.Port, &ci, path)
 		if !p.admit(sw, r, cfg, areq, rec) {
 			return
 		}
@@ -76,7 +76,7 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 		// APPEND_FORWARD, as Istio's sidecar inbound: the caller's element
 		// is appended on mTLS; without a client certificate the header is
 		// removed, so a plaintext client cannot forge one.
-		p.setXFCC(r, ci)
+		p.setXFCC(r, &ci)
 		if r.Body != nil {
 			cr := &countReader{r: r.Body}
 			r.Body = cr
@@ -156,15 +156,15 @@ func (p *Proxy) authorizeHTTP(w http.ResponseWriter, r *http.Request, cfg *Compi
 
 // authorizeTCP applies DENY and ALLOW to a TCP connection; a denied
 // connection is closed.
-func (p *Proxy) authorizeTCP(c net.Conn, in InboundPort, ci connInfo, rec *Record) bool {
+func (p *Proxy) authorizeTCP(c net.Conn, in InboundPort, ci *connInfo, rec *Record) bool {
 	cfg := p.store.Current()
 	if cfg.Authz == nil {
 		return true
 	}
-	areq := &authz.Request{DestinationPort: in.Port, SourceIP: ipOf(ci.remote), DestinationIP: ipOf(c.LocalAddr())}
+	areq := &authz.Request{DestinationPort: in.Port, SourceIP: ci.source(), DestinationIP: ipOf(c.LocalAddr())}
 	areq.RemoteIP = areq.SourceIP
 	if ci.mtls {
-		areq.Principal = identity.Principal(ci.peerID)
+		areq.Principal = ci.peerPrincipal()
 		areq.SNI = ci.peer.ServerName
 	}
 	if _, ref, ok := cfg.Authz.Custom(areq); ok {
@@ -184,9 +184,9 @@ func (p *Proxy) authorizeTCP(c net.Conn, in InboundPort, ci connInfo, rec *Recor
 	return true
 }
 
-func (p *Proxy) authzRequest(r *http.Request, port uint32, ci connInfo, path string) *authz.Request {
+func (p *Proxy) authzRequest(r *http.Request, port uint32, ci *connInfo, path string) *authz.Request {
 	areq := &authz.Request{
-		SourceIP:        ipOf(ci.remote),
+		SourceIP:        ci.source(),
 		DestinationPort: port,
 		IsHTTP:          true,
 		Host:            r.Host,
@@ -199,13 +199,19 @@ func (p *Proxy) authzRequest(r *http.Request, port uint32, ci connInfo, path str
 	}
 	areq.RemoteIP = areq.SourceIP
 	if ci.mtls {
-		areq.Principal = identity.Principal(ci.peerID)
+		areq.Principal = ci.peerPrincipal()
 		areq.SNI = ci.peer.ServerName
 	}
 	return areq
 }
 
 func setRequestURI(r *http.Request, uri string) error {
+	if uri == r.RequestURI && !strings.Contains(uri, "/.") {
+		// Normalization changed nothing: r.URL was parsed from this very
+		// origin-form target, and with no dot segments resolving it
+		// again would give the same path and query.
+		return nil
+	}
 	u, err := r.URL.Parse(uri)
 	if err != nil {
 		return err
@@ -238,7 +244,7 @@ func protoName(r *http.Request) string {
 
 // setXFCC applies forward_client_cert_details APPEND_FORWARD with the
 // details Istio's sidecar sets (Subject, URI, DNS).
-func (p *Proxy) setXFCC(r *http.Request, ci connInfo) {
+func (p *Proxy) setXFCC(r *http.Request, ci *connInfo) {
 	incoming := strings.Join(r.Header.Values("X-Forwarded-Client-Cert"), ",")
 	current := ""
 	hasCert := ci.mtls && ci.peer != nil && len(ci.peer.PeerCertificates) > 0
@@ -266,8 +272,11 @@ func (p *Proxy) setXFCC(r *http.Request, ci connInfo) {
 }
 
 func ipOf(a net.Addr) netip.Addr {
-	if a == nil {
+	switch v := a.(type) {
+	case nil:
 		return netip.Addr{}
+	case *net.TCPAddr:
+		return v.AddrPort().Addr().Unmap()
 	}
 	ap, err := netip.ParseAddrPort(a.String())
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"palisade.dev/palisade/internal/config"
@@ -59,6 +60,9 @@ type Proxy struct {
 	servers   []*http.Server
 	upstreams *upstreamPool
 	authz     authorizers
+
+	self        atomic.Pointer[selfID] // cached for selfID
+	destService string                 // inbound records' destination_service
 }
 
 // New returns a sidecar serving with certs and the config in store.
@@ -66,7 +70,7 @@ func New(opts Options, store *Store, certs Certs, tel *Telemetry, log *slog.Logg
 	if opts.HandshakeTimeout == 0 {
 		opts.HandshakeTimeout = 10 * time.Second
 	}
-	p := &Proxy{opts: opts, log: log, store: store, certs: certs, tel: tel}
+	p := &Proxy{opts: opts, log: log, store: store, certs: certs, tel: tel, destService: destinationService(opts.Self.Ref)}
 	p.upstreams = newUpstreamPool(p)
 	return p
 }
