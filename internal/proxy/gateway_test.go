@@ -109,7 +109,7 @@ func (m *testMesh) gateway(creds string, ports ...uint32) *gatewayUnderTest {
 
 // headerApp answers every request with its path and headers, one
 // "Name: value" a line, so a test sees what the gateway forwarded.
-func headerApp(t *testing.T) string {
+func headerApp(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

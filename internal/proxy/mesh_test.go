@@ -53,7 +53,7 @@ spec:
 
 // testMesh is a control plane and sidecars on loopback.
 type testMesh struct {
-	t     *testing.T
+	t     testing.TB
 	ca    *testCA
 	dir   string
 	cp    *controlplane.Server
@@ -82,7 +82,7 @@ func (l *syncLog) String() string {
 	return l.b.String()
 }
 
-func newTestMesh(t *testing.T) *testMesh {
+func newTestMesh(t testing.TB) *testMesh {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -144,16 +144,28 @@ func (m *testMesh) sidecar(name, sa string, cert *tls.Certificate, inbound []pro
 // plane, to play a workload that serves with an identity not its own.
 func (m *testMesh) sidecarServing(name, sa string, cert, serving *tls.Certificate, inbound []proxy.InboundPort, httpProxy bool) *proxy.Proxy {
 	m.t.Helper()
-	ref := config.WorkloadRef{Namespace: "workshop", Name: name, Labels: map[string]string{"app": name}, Services: []string{name}}
-	cc := &proxy.Compiler{Self: proxy.Self{Ref: ref, ServiceAccount: sa}, Keys: jwt.NewKeyStore(jwt.KeyStoreOptions{})}
-	store := proxy.NewStore(m.log, cc.Compile)
-	opts := proxy.Options{Self: cc.Self, Inbound: inbound}
+	opts := proxy.Options{Inbound: inbound}
 	if httpProxy {
 		opts.HTTP = "127.0.0.1:0"
 	}
-	logs := &syncLog{}
-	m.logs[name] = logs
-	p := proxy.New(opts, store, staticCerts{serving}, &proxy.Telemetry{AccessLog: telemetry.NewAccessLog(logs)}, m.log)
+	return m.sidecarWith(name, sa, cert, serving, opts, nil)
+}
+
+// sidecarWith starts a sidecar for workload workshop/name with opts
+// (Self is filled in), as sidecarServing does. A nil tel keeps the
+// access log in m.logs.
+func (m *testMesh) sidecarWith(name, sa string, cert, serving *tls.Certificate, opts proxy.Options, tel *proxy.Telemetry) *proxy.Proxy {
+	m.t.Helper()
+	ref := config.WorkloadRef{Namespace: "workshop", Name: name, Labels: map[string]string{"app": name}, Services: []string{name}}
+	cc := &proxy.Compiler{Self: proxy.Self{Ref: ref, ServiceAccount: sa}, Keys: jwt.NewKeyStore(jwt.KeyStoreOptions{})}
+	store := proxy.NewStore(m.log, cc.Compile)
+	opts.Self = cc.Self
+	if tel == nil {
+		logs := &syncLog{}
+		m.logs[name] = logs
+		tel = &proxy.Telemetry{AccessLog: telemetry.NewAccessLog(logs)}
+	}
+	p := proxy.New(opts, store, staticCerts{serving}, tel, m.log)
 	if err := p.Listen(); err != nil {
 		m.t.Fatal(err)
 	}
@@ -190,7 +202,7 @@ func (m *testMesh) sidecarServing(name, sa string, cert, serving *tls.Certificat
 }
 
 // app starts an HTTP app that echoes what it saw.
-func app(t *testing.T) string {
+func app(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -227,7 +239,7 @@ func get(t *testing.T, c *http.Client, u string) (int, string) {
 
 // eventually retries f until it passes or 5 s pass; config pushes are
 // asynchronous.
-func eventually(t *testing.T, what string, f func() error) {
+func eventually(t testing.TB, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {

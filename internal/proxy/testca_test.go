@@ -22,7 +22,7 @@ type testCA struct {
 	pem  []byte
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
@@ -41,7 +41,7 @@ func newTestCA(t *testing.T) *testCA {
 
 var serial atomic.Int64
 
-func (ca *testCA) issue(t *testing.T, id string) *tls.Certificate {
+func (ca *testCA) issue(t testing.TB, id string) *tls.Certificate {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	u, _ := url.Parse(id)
