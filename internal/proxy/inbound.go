@@ -22,12 +22,24 @@ import (
 )
 
 // peekedConn is a connection whose first bytes were read for sniffing.
+// Reads drain r first. When r reads straight from Conn (direct), it is
+// let go once drained, so a long-lived connection does not keep its
+// buffer.
 type peekedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r      *bufio.Reader
+	direct bool
 }
 
-func (c *peekedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+func (c *peekedConn) Read(b []byte) (int, error) {
+	if c.r != nil {
+		if !c.direct || c.r.Buffered() > 0 {
+			return c.r.Read(b)
+		}
+		c.r = nil
+	}
+	return c.Conn.Read(b)
+}
 
 // connInfo is what an inbound request knows of its connection.
 type connInfo struct {
@@ -121,7 +133,7 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 		c.Close()
 		return
 	}
-	pc := &peekedConn{Conn: c, r: br}
+	pc := &peekedConn{Conn: c, r: br, direct: true}
 	isTLS := first[0] == 0x16
 	var conn net.Conn = pc
 	var ci connInfo
@@ -172,7 +184,7 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 			case "http/1.1":
 				proto = ProtoHTTP
 			default:
-				conn = &peekedConn{Conn: tc, r: bufio.NewReader(tc)}
+				conn = &peekedConn{Conn: tc, r: bufio.NewReader(tc), direct: true}
 				proto = p.sniff(conn)
 			}
 		} else {
@@ -412,14 +424,72 @@ func nsSA(id spiffeid.ID) (ns, sa string, ok bool) {
 func splice(c, up net.Conn) (received, sent int64) {
 	done := make(chan int64, 1)
 	go func() {
-		n, _ := io.Copy(up, c)
+		n, _ := pump(up, c)
 		closeWrite(up)
 		done <- n
 	}()
-	sent, _ = io.Copy(c, up)
+	sent, _ = pump(c, up)
 	closeWrite(c)
 	received = <-done
 	return received, sent
+}
+
+// waitBufferSize is the buffer a direction of a splice waits on: it
+// holds a typical request or response whole.
+const waitBufferSize = 2 << 10
+
+// pump copies src to dst until src ends, as io.Copy does, and returns
+// the bytes written. Spliced connections sit idle most of the time, so
+// pump waits for data in a small buffer of its own and borrows a pooled
+// 16 KiB one only while reads keep filling the small one. Between two
+// plain TCP sockets it leaves the copy to io.Copy, which splices in the
+// kernel.
+func pump(dst io.Writer, src io.Reader) (int64, error) {
+	_, dstTCP := dst.(*net.TCPConn)
+	_, srcTCP := src.(*net.TCPConn)
+	if dstTCP && srcTCP {
+		return io.Copy(dst, src)
+	}
+	// A read from a TLS connection returns at most one record, so a short
+	// read says nothing of what waits behind it; a short read from a
+	// socket means it was drained, and the next read will likely wait.
+	_, records := src.(*tls.Conn)
+	small := make([]byte, waitBufferSize)
+	buf := small
+	var big []byte
+	defer func() {
+		if big != nil {
+			copyBuffers.Put(big)
+		}
+	}()
+	var written int64
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			written += int64(w)
+			if werr != nil {
+				return written, werr
+			}
+			if w != n {
+				return written, io.ErrShortWrite
+			}
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				return written, nil
+			}
+			return written, rerr
+		}
+		switch {
+		case big == nil && n == len(small):
+			big = copyBuffers.Get()
+			buf = big
+		case big != nil && (n < len(small) || !records && n < len(big)):
+			copyBuffers.Put(big)
+			big, buf = nil, small
+		}
+	}
 }
 
 func closeWrite(c net.Conn) {

@@ -340,7 +340,7 @@ func (p *Proxy) tunnel(app net.Conn, target string) {
 			case isHTTPMethod(string(b)):
 				alpn = []string{"http/1.1"}
 			}
-			app = &peekedConn{Conn: app, r: br}
+			app = &peekedConn{Conn: app, r: br, direct: true}
 		}
 		rec.MTLS = rt.mode == modeIstio
 		up, err = p.upstreams.dial(context.Background(), rt, alpn)
