@@ -117,3 +117,39 @@ func TestScenarios(t *testing.T) {
 		t.Errorf("legacy scenario not flagged for convert: %v", fs)
 	}
 }
+
+// The scenario copies here are the same files as internal/config's, which
+// its TestScenarioCopiesMatch holds to the shared scenarios: a scenario
+// added there must be added here too.
+func TestScenarioCopiesMatchConfig(t *testing.T) {
+	const mine, theirs = "testdata/scenarios", "../config/testdata/scenarios"
+	files := func(root string) map[string]string {
+		out := map[string]string{}
+		err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(p)
+			rel, _ := filepath.Rel(root, p)
+			out[rel] = string(data)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	a, b := files(mine), files(theirs)
+	for rel, data := range b {
+		if got, ok := a[rel]; !ok {
+			t.Errorf("%s/%s has no copy in %s", theirs, rel, mine)
+		} else if got != data {
+			t.Errorf("%s/%s differs from %s/%s", mine, rel, theirs, rel)
+		}
+	}
+	for rel := range a {
+		if _, ok := b[rel]; !ok {
+			t.Errorf("%s/%s is not in %s", mine, rel, theirs)
+		}
+	}
+}
