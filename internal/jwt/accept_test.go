@@ -265,7 +265,7 @@ func TestCompileErrors(t *testing.T) {
 	tests := []struct {
 		name, spec, want string
 	}{
-		{"no issuer", "jwtRules:\n- jwksUri: https://x/keys", "jwtRules[0].issuer: required"},
+		{"neither issuer nor jwksUri", "jwtRules:\n- jwks: '{\"keys\":[]}'", "jwtRules[0].issuer: issuer or jwksUri must be set"},
 		{"bad jwksUri", "jwtRules:\n- issuer: a\n  jwksUri: file:///etc/keys", "jwtRules[0].jwksUri"},
 		{"bad inline jwks", "jwtRules:\n- issuer: a\n  jwks: '{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}'", "jwtRules[0].jwks: jwks has no usable public key"},
 		{"issuer not a URL and nothing to discover", "jwtRules:\n- issuer: testing@secure.istio.io", "jwtRules[0].issuer: neither jwks nor jwksUri"},
@@ -298,7 +298,7 @@ func TestCompileErrors(t *testing.T) {
 		}
 	})
 	t.Run("every problem reported", func(t *testing.T) {
-		_, err := Compile([]Policy{policy(t, "shop", "bad", "jwtRules:\n- jwksUri: https://x\n- issuer: https://a\n  fromParams: ['']")}, testWorkload, "istio-system", keys)
+		_, err := Compile([]Policy{policy(t, "shop", "bad", "jwtRules:\n- fromParams: [a]\n- issuer: https://a\n  fromParams: ['']")}, testWorkload, "istio-system", keys)
 		if err == nil || !strings.Contains(err.Error(), "jwtRules[0].issuer") || !strings.Contains(err.Error(), "jwtRules[1].fromParams") {
 			t.Fatalf("err = %v", err)
 		}

@@ -86,7 +86,8 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Result, error) {
 
 // verify checks one token in Envoy's order: form, issuer, time, audience,
 // key and signature. Rules that share the token's location and issuer are
-// tried in order; the first that accepts wins.
+// tried in order, then the rules without an issuer (which accept any iss
+// their keys verify); the first that accepts wins.
 func (a *Authenticator) verify(ctx context.Context, f found) (*token, *rule, *Error) {
 	t, e := parseToken(f.raw)
 	if e != nil {
@@ -94,17 +95,19 @@ func (a *Authenticator) verify(ctx context.Context, f found) (*token, *rule, *Er
 		return nil, nil, e
 	}
 	var first *Error
-	for _, ri := range f.loc.rules {
-		rl := a.rules[ri]
-		if rl.issuer != t.iss {
-			continue
-		}
-		e := a.check(ctx, t, rl)
-		if e == nil {
-			return t, rl, nil
-		}
-		if first == nil {
-			first = e
+	for _, anyIssuer := range []bool{false, true} {
+		for _, ri := range f.loc.rules {
+			rl := a.rules[ri]
+			if anyIssuer != (rl.issuer == "") || (!anyIssuer && rl.issuer != t.iss) {
+				continue
+			}
+			e := a.check(ctx, t, rl)
+			if e == nil {
+				return t, rl, nil
+			}
+			if first == nil {
+				first = e
+			}
 		}
 	}
 	if first == nil {
