@@ -31,7 +31,7 @@ func TestRuleWithoutIssuer(t *testing.T) {
 		{"no iss at all", s.sign(t, claims("", map[string]any{"iss": nil}), nil), 0, "", ""},
 		{"the pinned issuer's token, verified by its own rule", issuerKey.sign(t, claims("https://pinned.example", nil), nil), 0, "", "https://pinned.example"},
 		{"signed by a key neither rule has", other.sign(t, claims("https://anyone.example", nil), nil), http.StatusUnauthorized, MsgKidAlgMismatch, ""},
-		{"expired, whatever its iss", s.sign(t, claims("https://anyone.example", map[string]any{"exp": testNow.Add(-2*time.Hour).Unix()}), nil), http.StatusUnauthorized, MsgExpired, ""},
+		{"expired, whatever its iss", s.sign(t, claims("https://anyone.example", map[string]any{"exp": testNow.Add(-2 * time.Hour).Unix()}), nil), http.StatusUnauthorized, MsgExpired, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			res, err := a.Authenticate(bearer(c.token))
