@@ -83,6 +83,18 @@ func TestConvertedDecisions(t *testing.T) {
 			with(get("/"), func(r *authz.Request) {
 				r.Auth = &authz.AuthInfo{Principal: "i/s", Claims: map[string]any{"groups": []any{"users"}}}
 			}), false},
+		{"notGroups subject: a member of the excluded group is denied", []string{rbacOn, anyCart, bindTo("  - user: '*'\n    notGroups: [contractors]\n")}, cart,
+			with(get("/"), func(r *authz.Request) {
+				r.Auth = &authz.AuthInfo{Principal: "i/s", Claims: map[string]any{"groups": []any{"staff", "contractors"}}}
+			}), false},
+		{"notGroups subject: others are allowed", []string{rbacOn, anyCart, bindTo("  - user: '*'\n    notGroups: [contractors]\n")}, cart,
+			with(get("/"), func(r *authz.Request) {
+				r.Auth = &authz.AuthInfo{Principal: "i/s", Claims: map[string]any{"groups": []any{"staff"}}}
+			}), true},
+		// A service name pattern has no selector: its rules are left out
+		// rather than granted to the whole namespace.
+		{"service pattern: fails closed for a service it named", []string{rbacOn, role("  - services: ['car*']\n    methods: ['*']\n"), bindAlice}, cart, get("/"), false},
+		{"service pattern: never opens another service", []string{rbacOn, role("  - services: ['car*']\n    methods: ['*']\n"), bindAlice}, web, get("/"), false},
 		{"properties source.namespace: match", []string{rbacOn, anyCart, bindTo("  - properties: {source.namespace: shop}\n")}, cart, get("/"), true},
 		{"properties source.namespace: other namespace", []string{rbacOn, anyCart, bindTo("  - properties: {source.namespace: other}\n")}, cart, get("/"), false},
 		{"properties source.ip: in block", []string{rbacOn, anyCart, bindTo("  - properties: {source.ip: 10.0.0.0/8}\n")}, cart,

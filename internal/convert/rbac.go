@@ -59,7 +59,10 @@ func (c *converter) binding(r *config.Resource, s *config.ServiceRoleBindingSpec
 		case g.service == "*":
 			gnotes = append(gnotes, "services: [\"*\"] is every workload of the namespace")
 		case strings.HasPrefix(g.service, "*") || strings.HasSuffix(g.service, "*"):
-			gnotes = append(gnotes, fmt.Sprintf("service pattern %q cannot be expressed as a selector: this policy covers the whole namespace; narrow it with a selector", g.service))
+			// No selector matches a name pattern, and the whole namespace
+			// would allow more than the legacy role did: fail closed.
+			c.res.Docs = append(c.res.Docs, Doc{Notes: append(gnotes, fmt.Sprintf("%s: service pattern %q cannot be expressed as a workload selector, so its rules were left out (allowing the whole namespace would widen access); write an AuthorizationPolicy with a selector for each service it meant", role.Key(), g.service))})
+			continue
 		default:
 			short, ns := splitService(g.service, r.Meta.Namespace)
 			if ns != r.Meta.Namespace {
@@ -124,7 +127,7 @@ func subject(sub config.Subject) (*subjectRule, []string) {
 		when = append(when, condition{Key: "request.auth.claims[groups]", Values: groups})
 	}
 	if len(sub.NotGroups) > 0 {
-		notes = append(notes, "notGroups has no direct equivalent; add a DENY policy on request.auth.claims[groups]")
+		when = append(when, condition{Key: "request.auth.claims[groups]", NotValues: sub.NotGroups})
 	}
 	for _, k := range sortedKeys(sub.Properties) {
 		v := sub.Properties[k]

@@ -98,8 +98,9 @@ func (o operation) empty() bool {
 }
 
 type condition struct {
-	Key    string   `yaml:"key"`
-	Values []string `yaml:"values"`
+	Key       string   `yaml:"key"`
+	Values    []string `yaml:"values,omitempty"`
+	NotValues []string `yaml:"notValues,omitempty"`
 }
 
 // emptySpec renders as `spec: {}`: an ALLOW policy that allows nothing.
