@@ -157,18 +157,18 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 		if in.Protocol == ProtoTCP {
 			alpn = nil
 		}
-		tc := tls.Server(pc, p.serverTLS(alpn))
+		var id spiffeid.ID
+		tc := tls.Server(pc, p.serverTLS(alpn, &id))
 		if err := tc.Handshake(); err != nil {
 			p.log.Info("inbound TLS handshake failed", "port", in.Port, "remote", c.RemoteAddr(), "err", err)
 			c.Close()
 			return
 		}
-		st := tc.ConnectionState()
-		id, err := p.verifyPeer(rawCerts(st))
-		if err != nil {
-			c.Close()
+		if id.IsZero() {
+			c.Close() // never so: a handshake that succeeds verified the peer
 			return
 		}
+		st := tc.ConnectionState()
 		ci = connInfo{mtls: true, peerID: id, peer: &st, remote: c.RemoteAddr(), xfcc: &xfccOnce{}}
 		conn = tc
 	}
@@ -235,14 +235,6 @@ func (p *Proxy) sniff(c net.Conn) Protocol {
 		}
 	}
 	return ProtoTCP
-}
-
-func rawCerts(st tls.ConnectionState) [][]byte {
-	out := make([][]byte, len(st.PeerCertificates))
-	for i, c := range st.PeerCertificates {
-		out[i] = c.Raw
-	}
-	return out
 }
 
 // reset closes c with a TCP RST, as Envoy does for a refused connection.

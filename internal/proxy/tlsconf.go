@@ -25,27 +25,34 @@ type Certs interface {
 // errNoBundle is returned while no trust bundle has been pushed yet.
 var errNoBundle = errors.New("proxy: no trust bundle yet")
 
-// verifyPeer checks a peer's chain against the current trust bundle and
-// returns its SPIFFE ID.
-func (p *Proxy) verifyPeer(raw [][]byte) (spiffeid.ID, error) {
+// verifyPeerChain checks a peer's chain, leaf first, against the
+// current trust bundle and returns its SPIFFE ID.
+func (p *Proxy) verifyPeerChain(chain []*x509.Certificate) (spiffeid.ID, error) {
 	c := p.store.Current()
 	if c == nil || c.Bundle == nil {
 		return spiffeid.ID{}, errNoBundle
 	}
-	return identity.VerifyRawChain(c.Bundle, raw, time.Now())
+	return identity.VerifyChain(c.Bundle, chain, time.Now())
 }
 
-// serverTLS is the inbound mTLS config: our current certificate, a
-// client certificate required and verified against the trust bundle.
-func (p *Proxy) serverTLS(alpn []string) *tls.Config {
+// serverTLS is the inbound mTLS config for one connection: our current
+// certificate, a client certificate required and verified against the
+// trust bundle, the peer's SPIFFE ID stored in verified. It verifies in
+// VerifyConnection, which crypto/tls calls on every handshake, resumed
+// ones too, with the chain it has already parsed.
+func (p *Proxy) serverTLS(alpn []string, verified *spiffeid.ID) *tls.Config {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: p.certs.GetCertificate,
 		ClientAuth:     tls.RequireAnyClientCert,
 		NextProtos:     alpn,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			_, err := p.verifyPeer(raw)
-			return err
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			id, err := p.verifyPeerChain(cs.PeerCertificates)
+			if err != nil {
+				return err
+			}
+			*verified = id
+			return nil
 		},
 	}
 }
@@ -63,8 +70,10 @@ func (p *Proxy) istioClientTLS(u *Upstream, alpn []string) *tls.Config {
 		InsecureSkipVerify: true,
 		ServerName:         istioSNI(u),
 		NextProtos:         alpn,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			id, err := p.verifyPeer(raw)
+		// VerifyConnection, unlike VerifyPeerCertificate, gets the chain
+		// crypto/tls has already parsed.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			id, err := p.verifyPeerChain(cs.PeerCertificates)
 			if err != nil {
 				return err
 			}
