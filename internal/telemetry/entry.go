@@ -41,6 +41,15 @@ type Entry struct {
 	SourceApp, SourceVersion                  string
 	DestinationWorkload, DestinationNamespace string
 	DestinationApp, DestinationVersion        string
+	// Canonical service and revision, as Istio reads them from a
+	// workload's service.istio.io/canonical-name and -revision labels;
+	// when empty they follow App (else the workload) and Version (else
+	// "latest"), as Istio's do.
+	SourceCanonicalService, SourceCanonicalRevision           string
+	DestinationCanonicalService, DestinationCanonicalRevision string
+	// SourceCluster and DestinationCluster default to DefaultCluster for
+	// a known workload.
+	SourceCluster, DestinationCluster string
 	// DestinationService is the service's host
 	// (productcatalog.workshop.svc.cluster.local).
 	DestinationService string

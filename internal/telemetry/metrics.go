@@ -22,6 +22,8 @@ var (
 		"destination_workload", "destination_workload_namespace", "destination_principal", "destination_app", "destination_version",
 		"destination_service", "destination_service_name", "destination_service_namespace",
 		"request_protocol", "response_flags", "connection_security_policy",
+		"source_canonical_service", "source_canonical_revision", "destination_canonical_service", "destination_canonical_revision",
+		"source_cluster", "destination_cluster",
 	}
 	httpLabelNames = append(append([]string{}, tcpLabelNames...), "response_code", "grpc_response_status")
 )
@@ -33,6 +35,8 @@ type labels struct {
 	dstWorkload, dstNamespace, dstPrincipal, dstApp, dstVersion string
 	dstService, dstServiceName, dstServiceNamespace             string
 	protocol, flags, securityPolicy                             string
+	srcCanonical, srcRevision, dstCanonical, dstRevision        string
+	srcCluster, dstCluster                                      string
 	responseCode, grpcStatus                                    string
 }
 
@@ -43,6 +47,8 @@ func (l *labels) tcpValues() []string {
 		l.dstWorkload, l.dstNamespace, l.dstPrincipal, l.dstApp, l.dstVersion,
 		l.dstService, l.dstServiceName, l.dstServiceNamespace,
 		l.protocol, l.flags, l.securityPolicy,
+		l.srcCanonical, l.srcRevision, l.dstCanonical, l.dstRevision,
+		l.srcCluster, l.dstCluster,
 	}
 }
 
@@ -51,6 +57,30 @@ func (l *labels) httpValues() []string {
 }
 
 const unknown = "unknown"
+
+// DefaultCluster is the cluster a workload reports in source_cluster and
+// destination_cluster: Istio's default cluster ID.
+const DefaultCluster = "Kubernetes"
+
+// canonical works out a workload's canonical service, canonical revision
+// and cluster labels as Istio does, "unknown" for a workload not known.
+func canonical(workload, app, version, canon, rev, cluster string) (string, string, string) {
+	if workload == "" && app == "" && canon == "" {
+		return unknown, unknown, orUnknown(cluster)
+	}
+	svc := firstOf(canon, app, workload)
+	rv := firstOf(rev, version, "latest")
+	return svc, rv, firstOf(cluster, DefaultCluster)
+}
+
+func firstOf(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
 
 func orUnknown(s string) string {
 	if s == "" {
@@ -90,6 +120,8 @@ func labelsOf(e *Entry, withResponse bool) labels {
 		ns = e.DestinationNamespace
 	}
 	l.dstServiceNamespace = orUnknown(ns)
+	l.srcCanonical, l.srcRevision, l.srcCluster = canonical(e.SourceWorkload, e.SourceApp, e.SourceVersion, e.SourceCanonicalService, e.SourceCanonicalRevision, e.SourceCluster)
+	l.dstCanonical, l.dstRevision, l.dstCluster = canonical(e.DestinationWorkload, e.DestinationApp, e.DestinationVersion, e.DestinationCanonicalService, e.DestinationCanonicalRevision, e.DestinationCluster)
 	if l.flags == "" {
 		l.flags = "-"
 	}

@@ -86,6 +86,9 @@ func TestObserveHTTP(t *testing.T) {
 		"destination_service_namespace": "workshop",
 		"request_protocol":              "http", "response_code": "200", "grpc_response_status": "",
 		"response_flags": "-", "connection_security_policy": "mutual_tls",
+		"source_canonical_service": "frontend", "source_canonical_revision": "v1",
+		"destination_canonical_service": "productcatalog", "destination_canonical_revision": "v1",
+		"source_cluster": "Kubernetes", "destination_cluster": "Kubernetes",
 	}
 	m1 := series(t, reg, "istio_requests_total", full)
 	if got := m1.GetCounter().GetValue(); got != 2 {
@@ -243,9 +246,29 @@ func TestExposition(t *testing.T) {
 	const want = `
 # HELP istio_requests_total Requests handled by the proxy.
 # TYPE istio_requests_total counter
-istio_requests_total{connection_security_policy="mutual_tls",destination_app="productcatalog",destination_principal="spiffe://cluster.local/ns/workshop/sa/productcatalog-sa",destination_service="productcatalog.workshop.svc.cluster.local",destination_service_name="productcatalog",destination_service_namespace="workshop",destination_version="v1",destination_workload="productcatalog",destination_workload_namespace="workshop",grpc_response_status="",reporter="destination",request_protocol="http",response_code="200",response_flags="-",source_app="frontend",source_principal="spiffe://cluster.local/ns/workshop/sa/frontend-sa",source_version="v1",source_workload="frontend",source_workload_namespace="workshop"} 1
+istio_requests_total{connection_security_policy="mutual_tls",destination_app="productcatalog",destination_canonical_revision="v1",destination_canonical_service="productcatalog",destination_cluster="Kubernetes",destination_principal="spiffe://cluster.local/ns/workshop/sa/productcatalog-sa",destination_service="productcatalog.workshop.svc.cluster.local",destination_service_name="productcatalog",destination_service_namespace="workshop",destination_version="v1",destination_workload="productcatalog",destination_workload_namespace="workshop",grpc_response_status="",reporter="destination",request_protocol="http",response_code="200",response_flags="-",source_app="frontend",source_canonical_revision="v1",source_canonical_service="frontend",source_cluster="Kubernetes",source_principal="spiffe://cluster.local/ns/workshop/sa/frontend-sa",source_version="v1",source_workload="frontend",source_workload_namespace="workshop"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "istio_requests_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+// Istio's canonical service and revision: the canonical-name label, else
+// app, else the workload; the revision label, else version, else latest.
+func TestCanonicalLabels(t *testing.T) {
+	for _, c := range []struct {
+		name                                   string
+		workload, app, version, canon, rev, cl string
+		svc, revOut, cluster                   string
+	}{
+		{"unknown workload", "", "", "", "", "", "", "unknown", "unknown", "unknown"},
+		{"app and version", "productcatalog-v1", "productcatalog", "v1", "", "", "", "productcatalog", "v1", "Kubernetes"},
+		{"workload only", "catalogdetail", "", "", "", "", "", "catalogdetail", "latest", "Kubernetes"},
+		{"canonical labels win", "w", "app", "v1", "shop-api", "r7", "east", "shop-api", "r7", "east"},
+	} {
+		svc, rev, cl := canonical(c.workload, c.app, c.version, c.canon, c.rev, c.cl)
+		if svc != c.svc || rev != c.revOut || cl != c.cluster {
+			t.Errorf("%s: %s %s %s, want %s %s %s", c.name, svc, rev, cl, c.svc, c.revOut, c.cluster)
+		}
 	}
 }
