@@ -433,19 +433,18 @@ const waitBufferSize = 2 << 10
 // pump copies src to dst until src ends, as io.Copy does, and returns
 // the bytes written. Spliced connections sit idle most of the time, so
 // pump waits for data in a small buffer of its own and borrows a pooled
-// 16 KiB one only while reads keep filling the small one. Between two
-// plain TCP sockets it leaves the copy to io.Copy, which splices in the
-// kernel.
+// 16 KiB one once a read fills the small one, until a read returns what
+// the small one would have held: a read from a TLS connection returns
+// at most one record, and a socket read of a busy stream often comes up
+// short, so a read short of 16 KiB does not mean the stream went quiet.
+// Between two plain TCP sockets it leaves the copy to io.Copy, which
+// splices in the kernel.
 func pump(dst io.Writer, src io.Reader) (int64, error) {
 	_, dstTCP := dst.(*net.TCPConn)
 	_, srcTCP := src.(*net.TCPConn)
 	if dstTCP && srcTCP {
 		return io.Copy(dst, src)
 	}
-	// A read from a TLS connection returns at most one record, so a short
-	// read says nothing of what waits behind it; a short read from a
-	// socket means it was drained, and the next read will likely wait.
-	_, records := src.(*tls.Conn)
 	small := make([]byte, waitBufferSize)
 	buf := small
 	var big []byte
@@ -477,7 +476,7 @@ func pump(dst io.Writer, src io.Reader) (int64, error) {
 		case big == nil && n == len(small):
 			big = copyBuffers.Get()
 			buf = big
-		case big != nil && (n < len(small) || !records && n < len(big)):
+		case big != nil && n < len(small):
 			copyBuffers.Put(big)
 			big, buf = nil, small
 		}
