@@ -190,9 +190,11 @@ func (up *upstreamPool) transport(rt route) *http.Transport {
 // tunnel.
 func (p *Proxy) serveOutboundHTTP(ctx context.Context, ln net.Listener) error {
 	rp := &httputil.ReverseProxy{
-		Rewrite:       func(pr *httputil.ProxyRequest) {},
-		Transport:     outboundRT{p},
-		FlushInterval: -1,
+		Rewrite:   func(pr *httputil.ProxyRequest) {},
+		Transport: outboundRT{p},
+		// As inbound: a response with a Content-Length goes out in one
+		// write, a streaming one is flushed on every write.
+		BufferPool: copyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			p.log.Warn("outbound request failed", "host", r.Host, "err", err)
 			upstreamError(w, r, err)
