@@ -63,6 +63,7 @@ type Proxy struct {
 
 	self        atomic.Pointer[selfID] // cached for selfID
 	destService string                 // inbound records' destination_service
+	labels      workloadLabels         // the workload's side of every record
 }
 
 // New returns a sidecar serving with certs and the config in store.
@@ -70,7 +71,8 @@ func New(opts Options, store *Store, certs Certs, tel *Telemetry, log *slog.Logg
 	if opts.HandshakeTimeout == 0 {
 		opts.HandshakeTimeout = 10 * time.Second
 	}
-	p := &Proxy{opts: opts, log: log, store: store, certs: certs, tel: tel, destService: destinationService(opts.Self.Ref)}
+	p := &Proxy{opts: opts, log: log, store: store, certs: certs, tel: tel, destService: destinationService(opts.Self.Ref),
+		labels: labelsOf(opts.Self.Ref.Labels)}
 	p.upstreams = newUpstreamPool(p)
 	return p
 }

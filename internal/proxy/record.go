@@ -36,4 +36,41 @@ func (t *Telemetry) observeOpen(e *telemetry.Entry) {
 	}
 }
 
-func (p *Proxy) observe(r *Record) { p.tel.Observe(r) }
+// observe reports r with the workload's own app, version and canonical
+// labels on its side: destination for inbound, source for outbound.
+func (p *Proxy) observe(r *Record) {
+	l := &p.labels
+	if r.Direction == telemetry.Inbound {
+		r.DestinationApp, r.DestinationVersion = l.app, l.version
+		r.DestinationCanonicalService, r.DestinationCanonicalRevision = l.canonical, l.revision
+	} else {
+		r.SourceApp, r.SourceVersion = l.app, l.version
+		r.SourceCanonicalService, r.SourceCanonicalRevision = l.canonical, l.revision
+	}
+	p.tel.Observe(r)
+}
+
+// workloadLabels are the labels Istio's metrics read from a workload.
+type workloadLabels struct {
+	app, version, canonical, revision string
+}
+
+// labelsOf reads them as Istio does: app (or app.kubernetes.io/name),
+// version (or app.kubernetes.io/version), and the canonical-name and
+// canonical-revision labels.
+func labelsOf(ls map[string]string) workloadLabels {
+	first := func(keys ...string) string {
+		for _, k := range keys {
+			if v := ls[k]; v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	return workloadLabels{
+		app:       first("app", "app.kubernetes.io/name"),
+		version:   first("version", "app.kubernetes.io/version"),
+		canonical: first("service.istio.io/canonical-name"),
+		revision:  first("service.istio.io/canonical-revision"),
+	}
+}

@@ -220,11 +220,15 @@ func TestDataPlaneProtocols(t *testing.T) {
 		// Both ends count the request with both principals. As in Istio,
 		// the server's sidecar reports connection_security_policy
 		// mutual_tls and the client's reports unknown.
-		for _, side := range []struct{ workload, reporter, policy string }{{"web", "destination", "mutual_tls"}, {"client", "source", "unknown"}} {
+		// Each side labels its own workload's app, version, canonical
+		// service and revision, and cluster, as Istio's stats do.
+		for _, side := range []struct{ workload, reporter, policy, own string }{{"web", "destination", "mutual_tls", "destination"}, {"client", "source", "unknown", "source"}} {
 			fams := metrics(t, m.Proxy("e2e", side.workload).Admin)
 			v, _ := counterWith(fams, "istio_requests_total", map[string]string{
 				"reporter": side.reporter, "source_principal": clientID, "destination_principal": webID,
 				"connection_security_policy": side.policy, "response_code": "200",
+				side.own + "_app": side.workload, side.own + "_version": "v1",
+				side.own + "_canonical_service": side.workload, side.own + "_canonical_revision": "v1", side.own + "_cluster": "Kubernetes",
 			})
 			if v < 1 {
 				t.Errorf("%s's istio_requests_total has no reporter=%s series from %s to %s with connection_security_policy=%s and 200; series:\n%s",
