@@ -118,6 +118,14 @@ func (p *Proxy) serveInbound(ctx context.Context, ln net.Listener, in InboundPor
 	return acceptLoop(ctx, ln, func(c net.Conn) { p.acceptInbound(c, in, httpLn) })
 }
 
+// meshHello reports whether the TLS ClientHello at the head of br comes
+// from a mesh peer; a hello it cannot read is taken for one, so the
+// connection gets the mTLS handshake it would have had anyway.
+func (p *Proxy) meshHello(br *bufio.Reader) bool {
+	alpn, ok := peekClientHello(br)
+	return !ok || offersMeshALPN(alpn)
+}
+
 func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) {
 	cfg := p.store.Current()
 	if cfg == nil {
@@ -152,8 +160,16 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 		p.observe(&Record{Start: time.Now(), Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, ResponseFlags: "NR", DownstreamRemote: c.RemoteAddr().String(), Decision: "DENY", Policy: "PeerAuthentication " + decision.Source})
 		reset(c)
 		return
+	case isTLS && decision.Mode == authn.Permissive && !p.meshHello(br):
+		// PERMISSIVE: TLS that is not a mesh peer's (no "istio" ALPN) is
+		// the app's own, passed through as Istio's sidecars pass it.
+		_ = c.SetDeadline(time.Time{})
+		p.forwardTCP(pc, in, ci)
+		return
 	case isTLS:
-		alpn := []string{"h2", "http/1.1"}
+		// A calling sidecar also offers meshALPN: it is chosen when none
+		// of the real protocols is, so the handshake never fails on ALPN.
+		alpn := []string{"h2", "http/1.1", meshALPN}
 		if in.Protocol == ProtoTCP {
 			alpn = nil
 		}

@@ -69,7 +69,7 @@ func (p *Proxy) istioClientTLS(u *Upstream, alpn []string) *tls.Config {
 		// crypto/tls's host-name verification cannot do.
 		InsecureSkipVerify: true,
 		ServerName:         istioSNI(u),
-		NextProtos:         alpn,
+		NextProtos:         append(append(make([]string, 0, len(alpn)+1), alpn...), meshALPN),
 		// VerifyConnection, unlike VerifyPeerCertificate, gets the chain
 		// crypto/tls has already parsed.
 		VerifyConnection: func(cs tls.ConnectionState) error {
