@@ -29,3 +29,11 @@ func (bp *bufferPool) Put(b []byte) {
 
 // copyBuffers is shared by every copy loop of the proxy.
 var copyBuffers = &bufferPool{}
+
+// spliceBufferSize is the buffer a busy splice direction borrows: two
+// TLS records' worth, so a read from a plain socket fills two records
+// with one system call.
+const spliceBufferSize = 32 << 10
+
+// spliceBuffers lends spliceBufferSize byte slices to splice.
+var spliceBuffers = sync.Pool{New: func() any { return new([spliceBufferSize]byte) }}

@@ -463,10 +463,10 @@ func pump(dst io.Writer, src io.Reader) (int64, error) {
 	}
 	small := make([]byte, waitBufferSize)
 	buf := small
-	var big []byte
+	var big *[spliceBufferSize]byte
 	defer func() {
 		if big != nil {
-			copyBuffers.Put(big)
+			spliceBuffers.Put(big)
 		}
 	}()
 	var written int64
@@ -490,10 +490,10 @@ func pump(dst io.Writer, src io.Reader) (int64, error) {
 		}
 		switch {
 		case big == nil && n == len(small):
-			big = copyBuffers.Get()
-			buf = big
+			big = spliceBuffers.Get().(*[spliceBufferSize]byte)
+			buf = big[:]
 		case big != nil && n < len(small):
-			copyBuffers.Put(big)
+			spliceBuffers.Put(big)
 			big, buf = nil, small
 		}
 	}
