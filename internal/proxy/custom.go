@@ -93,7 +93,7 @@ func (p *Proxy) checkCustom(w http.ResponseWriter, r *http.Request, cfg *Compile
 	}
 	ci := connInfoOf(r)
 	in := &extauthz.CheckInput{
-		SourceAddress:        addrPort(ci.remote.String()),
+		SourceAddress:        addrPort(ci.remoteStr),
 		SourcePrincipal:      rec.SourcePrincipal,
 		DestinationPrincipal: rec.DestinationPrincipal,
 		RequestTime:          rec.Start,

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 
 	"palisade.dev/palisade/internal/authz"
@@ -178,7 +179,9 @@ func (p *Proxy) gatewayHandler(port uint32) http.Handler {
 		start := time.Now()
 		cfg := p.store.Current()
 		sw := &statusWriter{ResponseWriter: w}
-		ci := connInfo{remote: addrOf(r.RemoteAddr)}
+		// A client certificate at the edge is not a mesh identity: the
+		// gateway's caller is a plaintext peer to authorization.
+		ci := newConnInfo(addrOf(r.RemoteAddr), spiffeid.ID{}, nil)
 		rec := &Record{Start: start, Protocol: protoName(r), HTTPVersion: r.Proto, Direction: telemetry.Inbound,
 			Method: r.Method, Authority: r.Host, UserAgent: r.UserAgent(), DownstreamRemote: r.RemoteAddr, ForwardedFor: r.Header.Get("X-Forwarded-For"),
 			DestinationNamespace: p.opts.Self.Ref.Namespace, DestinationWorkload: p.opts.Self.Ref.Name}
@@ -215,10 +218,7 @@ func (p *Proxy) gatewayHandler(port uint32) http.Handler {
 			return
 		}
 		rec.Path = path
-		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-			ci.mtls, ci.peer = false, r.TLS // a client certificate, not a mesh identity
-		}
-		areq := p.authzRequest(r, port, &connInfo{remote: ci.remote}, path)
+		areq := p.authzRequest(r, port, &ci, path)
 		if !p.admit(sw, r, cfg, areq, rec) {
 			return
 		}

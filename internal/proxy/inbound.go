@@ -49,9 +49,8 @@ type connInfo struct {
 	remote net.Addr
 	xfcc   *xfccOnce // this connection's XFCC element, built once
 
-	// Worked out once per connection (see withDerived) for every
-	// request's record and authorization; zero values are worked out
-	// per request.
+	// Worked out once per connection, by newConnInfo, for every
+	// request's record and authorization.
 	remoteStr string     // remote.String()
 	sourceIP  netip.Addr // ipOf(remote)
 	principal string     // identity.Principal(peerID), "" without mTLS
@@ -59,43 +58,21 @@ type connInfo struct {
 	peerNS    string     // the peer's namespace, "" when not ns/sa
 }
 
-// withDerived returns ci with the strings every request of the
-// connection needs worked out once.
-func (ci connInfo) withDerived() connInfo {
-	if ci.remote != nil {
-		ci.remoteStr = ci.remote.String()
-		ci.sourceIP = ipOf(ci.remote)
+// newConnInfo describes a connection from remote; with a verified mesh
+// peer (peerID set, peer its TLS state) it is mutual TLS.
+func newConnInfo(remote net.Addr, peerID spiffeid.ID, peer *tls.ConnectionState) connInfo {
+	ci := connInfo{remote: remote, xfcc: &xfccOnce{}}
+	if remote != nil {
+		ci.remoteStr = remote.String()
+		ci.sourceIP = ipOf(remote)
 	}
-	if ci.mtls {
-		ci.principal = identity.Principal(ci.peerID)
-		ci.peerStr = ci.peerID.String()
-		ci.peerNS, _, _ = nsSA(ci.peerID)
+	if !peerID.IsZero() && peer != nil {
+		ci.mtls, ci.peerID, ci.peer = true, peerID, peer
+		ci.principal = identity.Principal(peerID)
+		ci.peerStr = peerID.String()
+		ci.peerNS, _, _ = nsSA(peerID)
 	}
 	return ci
-}
-
-// source is the connection's source IP.
-func (ci *connInfo) source() netip.Addr {
-	if ci.sourceIP.IsValid() {
-		return ci.sourceIP
-	}
-	return ipOf(ci.remote)
-}
-
-// peerPrincipal is the peer's identity in Istio's principal form.
-func (ci *connInfo) peerPrincipal() string {
-	if ci.principal != "" {
-		return ci.principal
-	}
-	return identity.Principal(ci.peerID)
-}
-
-// remoteString is ci.remote.String().
-func (ci *connInfo) remoteString() string {
-	if ci.remoteStr != "" || ci.remote == nil {
-		return ci.remoteStr
-	}
-	return ci.remote.String()
 }
 
 // xfccOnce holds a connection's encoded XFCC element: the client
@@ -144,8 +121,7 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 	pc := &peekedConn{Conn: c, r: br, direct: true}
 	isTLS := first[0] == 0x16
 	var conn net.Conn = pc
-	var ci connInfo
-	ci.remote = c.RemoteAddr()
+	ci := newConnInfo(c.RemoteAddr(), spiffeid.ID{}, nil)
 	switch {
 	case decision.Mode == authn.Disable:
 		// The sidecar does not terminate TLS; whatever arrives goes to
@@ -185,10 +161,9 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 			return
 		}
 		st := tc.ConnectionState()
-		ci = connInfo{mtls: true, peerID: id, peer: &st, remote: c.RemoteAddr(), xfcc: &xfccOnce{}}
+		ci = newConnInfo(c.RemoteAddr(), id, &st)
 		conn = tc
 	}
-	ci = ci.withDerived()
 	proto := in.Protocol
 	if proto == ProtoUnknown {
 		if tc, ok := conn.(*tls.Conn); ok {
@@ -200,11 +175,11 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 			case "http/1.1":
 				proto = ProtoHTTP
 			default:
-				conn = &peekedConn{Conn: tc, r: bufio.NewReader(tc), direct: true}
-				proto = p.sniff(conn)
+				dc := &peekedConn{Conn: tc, r: bufio.NewReader(tc), direct: true}
+				conn, proto = dc, p.sniff(dc)
 			}
 		} else {
-			proto = p.sniff(conn)
+			proto = p.sniff(pc)
 		}
 	}
 	_ = c.SetDeadline(time.Time{})
@@ -230,11 +205,7 @@ var sniffPrefixes = []struct {
 // only as far as it must: a first byte no HTTP request starts with
 // decides at once, so a client that sends a few bytes and waits for the
 // answer is not held up.
-func (p *Proxy) sniff(c net.Conn) Protocol {
-	pc, ok := c.(*peekedConn)
-	if !ok {
-		return ProtoHTTP // decrypted TLS without ALPN h2: sidecars speak HTTP/1.1
-	}
+func (p *Proxy) sniff(pc *peekedConn) Protocol {
 	for n := 1; n <= len("PRI * HT"); n++ {
 		b, err := pc.r.Peek(n)
 		possible := false
@@ -301,13 +272,11 @@ func (p *Proxy) inboundServer(in InboundPort) *http.Server {
 			case *tls.Conn:
 				// Verified by the handshake; worked out once per connection.
 				st := v.ConnectionState()
-				ci := connInfo{remote: v.RemoteAddr(), xfcc: &xfccOnce{}}
+				var id spiffeid.ID
 				if len(st.PeerCertificates) > 0 && len(st.PeerCertificates[0].URIs) == 1 {
-					if id, err := spiffeid.FromURI(st.PeerCertificates[0].URIs[0]); err == nil {
-						ci.mtls, ci.peerID, ci.peer = true, id, &st
-					}
+					id, _ = spiffeid.FromURI(st.PeerCertificates[0].URIs[0])
 				}
-				return context.WithValue(ctx, connInfoKey{}, ci.withDerived())
+				return context.WithValue(ctx, connInfoKey{}, newConnInfo(v.RemoteAddr(), id, &st))
 			}
 			return ctx
 		},
@@ -349,7 +318,7 @@ type infoConn struct {
 func (p *Proxy) forwardTCP(c net.Conn, in InboundPort, ci connInfo) {
 	defer c.Close()
 	start := time.Now()
-	rec := &Record{Start: start, Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, MTLS: ci.mtls, DownstreamRemote: ci.remoteString(), UpstreamHost: in.App}
+	rec := &Record{Start: start, Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, MTLS: ci.mtls, DownstreamRemote: ci.remoteStr, UpstreamHost: in.App}
 	p.fillInbound(rec, &ci)
 	if !p.authorizeTCP(c, in, &ci, rec) {
 		rec.Duration = time.Since(start)
@@ -410,12 +379,6 @@ func (p *Proxy) fillInbound(rec *Record, ci *connInfo) {
 	rec.DestinationPrincipal = p.selfID()
 	if ci.mtls {
 		rec.SourcePrincipal, rec.SourceNamespace = ci.peerStr, ci.peerNS
-		if rec.SourcePrincipal == "" {
-			rec.SourcePrincipal = ci.peerID.String()
-			if ns, _, ok := nsSA(ci.peerID); ok {
-				rec.SourceNamespace = ns
-			}
-		}
 	}
 }
 
@@ -449,10 +412,11 @@ const waitBufferSize = 2 << 10
 // pump copies src to dst until src ends, as io.Copy does, and returns
 // the bytes written. Spliced connections sit idle most of the time, so
 // pump waits for data in a small buffer of its own and borrows a pooled
-// 16 KiB one once a read fills the small one, until a read returns what
+// 32 KiB one once a read fills the small one, until a read returns what
 // the small one would have held: a read from a TLS connection returns
 // at most one record, and a socket read of a busy stream often comes up
-// short, so a read short of 16 KiB does not mean the stream went quiet.
+// short, so a read short of the big buffer does not mean the stream went
+// quiet.
 // Between two plain TCP sockets it leaves the copy to io.Copy, which
 // splices in the kernel.
 func pump(dst io.Writer, src io.Reader) (int64, error) {

@@ -27,14 +27,12 @@ func connInfoOf(r *http.Request) connInfo {
 		return ci
 	}
 	// Not from the inbound listener: worked out for this request.
-	ci := connInfo{remote: addrOf(r.RemoteAddr)}
+	var id spiffeid.ID
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && len(r.TLS.PeerCertificates[0].URIs) == 1 {
 		// The handshake verified the chain against the bundle.
-		if id, err := spiffeid.FromURI(r.TLS.PeerCertificates[0].URIs[0]); err == nil {
-			ci.mtls, ci.peerID, ci.peer = true, id, r.TLS
-		}
+		id, _ = spiffeid.FromURI(r.TLS.PeerCertificates[0].URIs[0])
 	}
-	return ci
+	return newConnInfo(addrOf(r.RemoteAddr), id, r.TLS)
 }
 
 func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.Handler {
@@ -45,7 +43,7 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 		rec := &Record{
 			Start: start, Protocol: protoName(r), HTTPVersion: r.Proto, Direction: telemetry.Inbound, MTLS: ci.mtls, ForwardedFor: r.Header.Get("X-Forwarded-For"),
 			Method: r.Method, Authority: r.Host, UserAgent: r.UserAgent(), RequestID: r.Header.Get("X-Request-Id"),
-			DownstreamRemote: ci.remoteString(), UpstreamHost: in.App,
+			DownstreamRemote: ci.remoteStr, UpstreamHost: in.App,
 		}
 		p.fillInbound(rec, &ci)
 		sw := &statusWriter{ResponseWriter: w}
@@ -161,10 +159,10 @@ func (p *Proxy) authorizeTCP(c net.Conn, in InboundPort, ci *connInfo, rec *Reco
 	if cfg.Authz == nil {
 		return true
 	}
-	areq := &authz.Request{DestinationPort: in.Port, SourceIP: ci.source(), DestinationIP: ipOf(c.LocalAddr())}
+	areq := &authz.Request{DestinationPort: in.Port, SourceIP: ci.sourceIP, DestinationIP: ipOf(c.LocalAddr())}
 	areq.RemoteIP = areq.SourceIP
 	if ci.mtls {
-		areq.Principal = ci.peerPrincipal()
+		areq.Principal = ci.principal
 		areq.SNI = ci.peer.ServerName
 	}
 	if _, ref, ok := cfg.Authz.Custom(areq); ok {
@@ -186,7 +184,7 @@ func (p *Proxy) authorizeTCP(c net.Conn, in InboundPort, ci *connInfo, rec *Reco
 
 func (p *Proxy) authzRequest(r *http.Request, port uint32, ci *connInfo, path string) *authz.Request {
 	areq := &authz.Request{
-		SourceIP:        ci.source(),
+		SourceIP:        ci.sourceIP,
 		DestinationPort: port,
 		IsHTTP:          true,
 		Host:            r.Host,
@@ -199,7 +197,7 @@ func (p *Proxy) authzRequest(r *http.Request, port uint32, ci *connInfo, path st
 	}
 	areq.RemoteIP = areq.SourceIP
 	if ci.mtls {
-		areq.Principal = ci.peerPrincipal()
+		areq.Principal = ci.principal
 		areq.SNI = ci.peer.ServerName
 	}
 	return areq
