@@ -94,14 +94,13 @@ func newGeneration(in *Input, prev *generation) (*generation, error) {
 		policies: map[string][]scoped{},
 		encoded:  map[proto.Message]*xds.Resource{},
 	}
-	var old map[proto.Message]*xds.Resource
-	if prev != nil {
-		old = prev.encoded
+	if prev == nil {
+		prev = &generation{}
 	}
 	// encode marshals a spec of the snapshot, or takes its resource from
 	// the previous generation: snapshot specs are never modified.
 	encode := func(name string, m proto.Message) (*xds.Resource, error) {
-		if r := old[m]; r != nil && r.Name == name {
+		if r := prev.encoded[m]; r != nil && r.Name == name {
 			g.encoded[m] = r
 			return r, nil
 		}
@@ -134,53 +133,43 @@ func newGeneration(in *Input, prev *generation) (*generation, error) {
 	}
 	vs := xds.Set{}
 	for _, r := range in.Snapshot.Resources {
-		name := r.Meta.Namespace + "/" + r.Meta.Name
-		var sc config.Scoped
+		// place puts the resource where this generation keeps its kind.
+		var place func(*xds.Resource)
 		switch spec := r.Spec.(type) {
-		case *networkingv1alpha3.DestinationRule, *networkingv1alpha3.VirtualService, *networkingv1alpha3.Gateway:
-		case *securityv1beta1.PeerAuthentication:
-			sc = spec
-		case *securityv1beta1.RequestAuthentication:
-			sc = spec
-		case *securityv1beta1.AuthorizationPolicy:
-			sc = spec
+		case *networkingv1alpha3.DestinationRule:
+			place = shared.Add
+		case *networkingv1alpha3.VirtualService:
+			place = vs.Add
+		case *networkingv1alpha3.Gateway:
+			place = func(res *xds.Resource) { g.gateways = append(g.gateways, gatewayEntry{spec: spec, res: res}) }
+		case *securityv1beta1.PeerAuthentication, *securityv1beta1.RequestAuthentication, *securityv1beta1.AuthorizationPolicy:
+			ns, sc := r.Meta.Namespace, r.Spec.(config.Scoped)
+			place = func(res *xds.Resource) { g.policies[ns] = append(g.policies[ns], scoped{namespace: ns, spec: sc, res: res}) }
 		default:
 			continue
 		}
-		m := r.Spec.(proto.Message)
-		res, err := encode(name, m)
+		res, err := encode(r.Meta.Namespace+"/"+r.Meta.Name, r.Spec.(proto.Message))
 		if err != nil {
 			return nil, fmt.Errorf("controlplane: %s: %w", r.Key(), err)
 		}
-		switch spec := r.Spec.(type) {
-		case *networkingv1alpha3.DestinationRule:
-			shared.Add(res)
-		case *networkingv1alpha3.VirtualService:
-			vs.Add(res)
-		case *networkingv1alpha3.Gateway:
-			g.gateways = append(g.gateways, gatewayEntry{spec: spec, res: res})
-		default:
-			g.policies[r.Meta.Namespace] = append(g.policies[r.Meta.Namespace], scoped{namespace: r.Meta.Namespace, spec: sc, res: res})
-		}
+		place(res)
 	}
 	for t, rs := range shared {
-		g.shared[t] = reuse(prev, func(p *generation) *xds.Resources { return p.shared[t] }, rs)
+		g.shared[t] = reuse(prev.shared[t], rs)
 	}
-	g.virtualServices = reuse(prev, func(p *generation) *xds.Resources { return p.virtualServices }, vs[xds.TypeVirtualService])
+	g.virtualServices = reuse(prev.virtualServices, vs[xds.TypeVirtualService])
 	return g, nil
 }
 
-// reuse returns the previous generation's set when it holds the same as
-// the new one, so that proxies holding it see at once that nothing
-// changed; otherwise the new set, shared.
-func reuse(prev *generation, of func(*generation) *xds.Resources, rs *xds.Resources) *xds.Resources {
+// reuse returns old, the previous generation's set, when it holds the
+// same as the new one, so that proxies holding it see at once that
+// nothing changed; otherwise the new set, shared.
+func reuse(old, rs *xds.Resources) *xds.Resources {
 	if rs == nil {
 		return nil
 	}
-	if prev != nil {
-		if old := of(prev); old != nil && old.SameAs(rs) {
-			return old
-		}
+	if old != nil && old.SameAs(rs) {
+		return old
 	}
 	return xds.NewShared(rs.ByName)
 }
