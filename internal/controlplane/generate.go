@@ -144,7 +144,9 @@ func newGeneration(in *Input, prev *generation) (*generation, error) {
 			place = func(res *xds.Resource) { g.gateways = append(g.gateways, gatewayEntry{spec: spec, res: res}) }
 		case *securityv1beta1.PeerAuthentication, *securityv1beta1.RequestAuthentication, *securityv1beta1.AuthorizationPolicy:
 			ns, sc := r.Meta.Namespace, r.Spec.(config.Scoped)
-			place = func(res *xds.Resource) { g.policies[ns] = append(g.policies[ns], scoped{namespace: ns, spec: sc, res: res}) }
+			place = func(res *xds.Resource) {
+				g.policies[ns] = append(g.policies[ns], scoped{namespace: ns, spec: sc, res: res})
+			}
 		default:
 			continue
 		}
