@@ -104,12 +104,8 @@ func printJWT(w io.Writer, v jwtConfig, format string, now time.Time) error {
 		} else if ks.Source == "inline" {
 			fetched = "-"
 		}
-		lastErr := ks.LastError
-		if lastErr == "" {
-			lastErr = "-"
-		}
 		fmt.Fprintf(tw, "%s[%d]\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Policy, r.Index, r.Issuer, orDash(strings.Join(r.Audiences, ",")),
-			strings.Join(r.Locations, "; "), ks.Keys, src, fetched, lastErr)
+			strings.Join(r.Locations, "; "), ks.Keys, src, fetched, orDash(ks.LastError))
 	}
 	return tw.Flush()
 }
