@@ -17,14 +17,20 @@ import (
 	"palisade.dev/palisade/internal/config"
 )
 
-func loadSnapshot(t *testing.T, files map[string]string) *config.Snapshot {
+// writeFiles writes each file (name → body) into dir.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
 	t.Helper()
-	dir := t.TempDir()
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+func loadSnapshot(t *testing.T, files map[string]string) *config.Snapshot {
+	t.Helper()
+	dir := t.TempDir()
+	writeFiles(t, dir, files)
 	snap, err := config.Load(dir)
 	if err != nil {
 		t.Fatal(err)

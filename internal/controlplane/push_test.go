@@ -161,9 +161,7 @@ func newPushFixture(t *testing.T, files map[string]string) *pushFixture {
 	if err := f.srv.SetBundle([]byte(testBundle)); err != nil {
 		t.Fatal(err)
 	}
-	for name, body := range files {
-		f.write(name, body)
-	}
+	writeFiles(t, f.dir, files)
 	f.reload()
 	gs := grpc.NewServer()
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, f.srv)
@@ -174,9 +172,7 @@ func newPushFixture(t *testing.T, files map[string]string) *pushFixture {
 
 func (f *pushFixture) write(name, body string) {
 	f.t.Helper()
-	if err := os.WriteFile(filepath.Join(f.dir, name), []byte(body), 0o600); err != nil {
-		f.t.Fatal(err)
-	}
+	writeFiles(f.t, f.dir, map[string]string{name: body})
 }
 
 func (f *pushFixture) remove(name string) {
@@ -208,7 +204,8 @@ func (f *pushFixture) connect(id string, inbound map[string]any) *recorder {
 	return r
 }
 
-func (f *pushFixture) subscribe(id string, inbound map[string]any, h xds.Handler) context.CancelFunc {
+// dial opens a client connection to the fixture's server.
+func (f *pushFixture) dial() *grpc.ClientConn {
 	f.t.Helper()
 	conn, err := grpc.NewClient("passthrough:///bufconn",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return f.lis.DialContext(ctx) }),
@@ -217,6 +214,12 @@ func (f *pushFixture) subscribe(id string, inbound map[string]any, h xds.Handler
 		f.t.Fatal(err)
 	}
 	f.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func (f *pushFixture) subscribe(id string, inbound map[string]any, h xds.Handler) context.CancelFunc {
+	f.t.Helper()
+	conn := f.dial()
 	meta, err := structpb.NewStruct(map[string]any{MetaInbound: inbound})
 	if err != nil {
 		f.t.Fatal(err)
@@ -447,14 +450,7 @@ func TestPushRecordsNack(t *testing.T) {
 
 func TestPushRefusesUnknownWorkload(t *testing.T) {
 	f := newPushFixture(t, map[string]string{"w.yaml": pushWorkloads})
-	conn, err := grpc.NewClient("passthrough:///bufconn",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return f.lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(f.ctx)
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(f.dial()).DeltaAggregatedResources(f.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,14 +480,7 @@ func TestPushResubscribeWithVersions(t *testing.T) {
 	f.write("p.yaml", fmt.Sprintf(pushWebPolicy, "DELETE"))
 	f.reload()
 
-	conn, err := grpc.NewClient("passthrough:///bufconn",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return f.lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(f.ctx)
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(f.dial()).DeltaAggregatedResources(f.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
