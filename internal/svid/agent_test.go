@@ -219,9 +219,19 @@ func TestMTLSBetweenAgents(t *testing.T) {
 	c := startCA(t, clock, ca.Options{})
 	client := runAgent(t, c.agentConfig(t, "default", "sleep", &logBuffer{}))
 	server := runAgent(t, c.agentConfig(t, "default", "httpbin", &logBuffer{}))
+	if got := mtlsPeer(t, clock, client, server); got != "cluster.local/ns/default/sa/sleep" {
+		t.Errorf("server saw peer %q", got)
+	}
+}
+
+// mtlsPeer makes one mTLS connection from client to server, each with its
+// agent's certificate, the client requiring the server to be
+// default/httpbin, and returns the peer principal the server saw (or its
+// handshake error).
+func mtlsPeer(t *testing.T, clock *fakeClock, client, server *Agent) string {
+	t.Helper()
 	waitReady(t, client)
 	waitReady(t, server)
-
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +260,5 @@ func TestMTLSBetweenAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	if got := <-peer; got != "cluster.local/ns/default/sa/sleep" {
-		t.Errorf("server saw peer %q", got)
-	}
+	return <-peer
 }

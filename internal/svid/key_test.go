@@ -3,10 +3,7 @@ package svid
 import (
 	"crypto/ecdsa"
 	"crypto/rsa"
-	"crypto/tls"
 	"crypto/x509"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,37 +91,7 @@ func TestMTLSBetweenRSAAndECDSAAgents(t *testing.T) {
 	cfg.KeyType = KeyRSA2048
 	client := runAgent(t, cfg)
 	server := runAgent(t, c.agentConfig(t, "default", "httpbin", &logBuffer{}))
-	waitReady(t, client)
-	waitReady(t, server)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer := make(chan string, 1)
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			peer <- err.Error()
-			return
-		}
-		defer conn.Close()
-		tc := tls.Server(conn, identity.MTLSServerConfig(server, server, clock.Now, identity.AuthorizeMemberOf(td)))
-		if err := tc.Handshake(); err != nil {
-			peer <- err.Error()
-			return
-		}
-		id, _ := identity.PeerID(tc.ConnectionState())
-		peer <- identity.Principal(id)
-		io.Copy(io.Discard, tc)
-	}()
-	want, _ := identity.ForServiceAccount(td, "default", "httpbin")
-	conn, err := tls.Dial("tcp", ln.Addr().String(), identity.MTLSClientConfig(client, client, clock.Now, identity.AuthorizeID(want)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.Close()
-	if got := <-peer; got != "cluster.local/ns/default/sa/sleep" {
+	if got := mtlsPeer(t, clock, client, server); got != "cluster.local/ns/default/sa/sleep" {
 		t.Errorf("server saw peer %q", got)
 	}
 }
