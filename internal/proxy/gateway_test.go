@@ -546,6 +546,19 @@ func tlsApp(t *testing.T, cert *tls.Certificate) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveConns(t, ln, func(c net.Conn) {
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return
+		}
+		io.WriteString(c, "vault got: "+line) //nolint:errcheck
+	})
+	return ln.Addr().String()
+}
+
+// serveConns hands each connection ln accepts to handle, on its own
+// goroutine, and closes it after; ln closes with the test.
+func serveConns(t *testing.T, ln net.Listener, handle func(net.Conn)) {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -555,13 +568,8 @@ func tlsApp(t *testing.T, cert *tls.Certificate) string {
 			}
 			go func() {
 				defer c.Close()
-				line, err := bufio.NewReader(c).ReadString('\n')
-				if err != nil {
-					return
-				}
-				io.WriteString(c, "vault got: "+line) //nolint:errcheck
+				handle(c)
 			}()
 		}
 	}()
-	return ln.Addr().String()
 }

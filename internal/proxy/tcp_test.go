@@ -22,33 +22,23 @@ func dualApp(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				b, err := br.Peek(4)
-				if err != nil {
-					return
-				}
-				if string(b) != "GET " {
-					_, _ = io.Copy(c, br)
-					return
-				}
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				body := fmt.Sprintf("http path=%s xfcc=%s", req.URL.Path, req.Header.Get("X-Forwarded-Client-Cert"))
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-			}()
+	serveConns(t, ln, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		b, err := br.Peek(4)
+		if err != nil {
+			return
 		}
-	}()
+		if string(b) != "GET " {
+			_, _ = io.Copy(c, br)
+			return
+		}
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		body := fmt.Sprintf("http path=%s xfcc=%s", req.URL.Path, req.Header.Get("X-Forwarded-Client-Cert"))
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	})
 	return ln.Addr().String()
 }
 
