@@ -38,6 +38,9 @@ const (
 )
 
 func run(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "init" {
+		return runInit(ctx, args[1:], os.Stdout, os.Stderr)
+	}
 	f, err := parseFlags(args, os.Stderr)
 	if err != nil {
 		return err
