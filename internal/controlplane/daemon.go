@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -57,7 +58,10 @@ type DaemonOptions struct {
 	// root rotation; "" serves neither.
 	PrivilegedSocket string
 	Registry         Registry // default ConfigRegistry
-	Log              *slog.Logger
+	// ServiceVIPRange is where services without an address get a
+	// virtual IP (AssignVIPs); zero means DefaultVIPRange.
+	ServiceVIPRange netip.Prefix
+	Log             *slog.Logger
 }
 
 // StartDaemon loads the config, binds both listeners and starts serving;
@@ -89,6 +93,11 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	d.Push = NewServer(o.Log, o.Registry, func(chain []*x509.Certificate) (spiffeid.ID, error) {
 		return identity.VerifyChain(d.Signer.Bundle(), chain, time.Now())
 	})
+	if o.ServiceVIPRange.IsValid() {
+		if err := d.Push.SetVIPRange(o.ServiceVIPRange); err != nil {
+			return nil, err
+		}
+	}
 	if err := d.Push.SetBundle(d.Signer.Bundle().MarshalPEM()); err != nil {
 		return nil, err
 	}
