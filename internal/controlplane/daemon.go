@@ -54,6 +54,9 @@ type DaemonOptions struct {
 	Signer      ca.Signer
 	GRPCListen  string // proxies and the CA API, e.g. 127.0.0.1:15012
 	AdminListen string // admin API, e.g. 127.0.0.1:15014
+	// GRPCListener, when set, is served instead of listening on
+	// GRPCListen (a listener made in another network namespace).
+	GRPCListener net.Listener
 	// PrivilegedSocket is the unix socket (made 0600) for join tokens and
 	// root rotation; "" serves neither.
 	PrivilegedSocket string
@@ -118,8 +121,10 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	caServer.Register(d.grpc)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(d.grpc, d.Push)
 
-	if d.grpcLn, err = net.Listen("tcp", o.GRPCListen); err != nil {
-		return nil, fmt.Errorf("controlplane: listen %s: %w", o.GRPCListen, err)
+	if d.grpcLn = o.GRPCListener; d.grpcLn == nil {
+		if d.grpcLn, err = net.Listen("tcp", o.GRPCListen); err != nil {
+			return nil, fmt.Errorf("controlplane: listen %s: %w", o.GRPCListen, err)
+		}
 	}
 	if d.adminLn, err = net.Listen("tcp", o.AdminListen); err != nil {
 		d.grpcLn.Close()
