@@ -58,7 +58,14 @@ type isolation struct {
 	state string
 	cpLn  net.Listener
 	byKey map[controlplane.WorkloadKey]netns.Workload
+	// run holds what the sidecars, running as ProxyUID, read and make:
+	// the trust bundle and their Workload API sockets. It sits under
+	// /run, since the state directory may be private to root.
+	run string
 }
+
+// runDir is where an isolated mesh keeps what its sidecars need.
+func runDir(prefix string) string { return filepath.Join("/run", "palisade", prefix) }
 
 // prefix names a state directory's namespaces: short, and the same for
 // the same directory, so two meshes never share one.
@@ -78,6 +85,9 @@ func startIsolation(ctx context.Context, o Options, snap *config.Snapshot) (*iso
 	if err := netns.Remove(ctx, state); err != nil {
 		return nil, fmt.Errorf("localmesh: remove what the last run left: %w", err)
 	}
+	if err := reachableBy(o.ProxyBin, ProxyUID); err != nil {
+		return nil, fmt.Errorf("localmesh: --isolate runs the sidecar as uid %d: %w", ProxyUID, err)
+	}
 	ws := controlplane.ConfigRegistry{}.Workloads(snap)
 	sort.Slice(ws, func(i, j int) bool { return ws[i].Key.String() < ws[j].Key.String() })
 	names := make([]string, len(ws))
@@ -92,7 +102,7 @@ func startIsolation(ctx context.Context, o Options, snap *config.Snapshot) (*iso
 	if err != nil {
 		return nil, err
 	}
-	iso := &isolation{topo: topo, state: state, byKey: map[controlplane.WorkloadKey]netns.Workload{}}
+	iso := &isolation{topo: topo, state: state, byKey: map[controlplane.WorkloadKey]netns.Workload{}, run: runDir(topo.Prefix)}
 	for i, w := range ws {
 		iso.byKey[w.Key] = topo.Workloads[i]
 	}
@@ -100,14 +110,40 @@ func startIsolation(ctx context.Context, o Options, snap *config.Snapshot) (*iso
 	if iso.cpLn, err = topo.ControlPlane.NS.Listen("tcp", cpAddr); err != nil {
 		return nil, errors.Join(err, iso.destroy())
 	}
-	// The sidecars run as ProxyUID: they need to read the trust bundle
-	// and reach their own socket directory.
-	for _, d := range []string{o.StateDir, filepath.Join(o.StateDir, "sockets")} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			return nil, errors.Join(fmt.Errorf("localmesh: %w", err), iso.destroy())
-		}
+	os.RemoveAll(iso.run) //nolint:errcheck // a crashed run's
+	if err := os.MkdirAll(iso.run, 0o755); err != nil {
+		return nil, errors.Join(fmt.Errorf("localmesh: %w", err), iso.destroy())
 	}
 	return iso, nil
+}
+
+// reachableBy checks that uid may run the file at path: every directory
+// on the way searchable by others, the file executable by others (uid is
+// neither its owner nor in its group here).
+func reachableBy(path string, uid int) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o001 == 0 {
+		return fmt.Errorf("%s is not executable by others", abs)
+	}
+	for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
+		di, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if di.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("directory %s is not searchable by others (chmod o+x), so %s cannot be run by uid %d", d, abs, uid)
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }
 
 func portOf(addr, def string) string {
@@ -125,7 +161,13 @@ func (iso *isolation) destroy() error {
 	if iso.cpLn != nil {
 		iso.cpLn.Close()
 	}
-	return iso.topo.Destroy(context.Background(), iso.state)
+	var errs []error
+	if iso.run != "" {
+		if err := os.RemoveAll(iso.run); err != nil {
+			errs = append(errs, fmt.Errorf("localmesh: %w", err))
+		}
+	}
+	return errors.Join(append(errs, iso.topo.Destroy(context.Background(), iso.state))...)
 }
 
 // addressRegistry gives each workload its namespace's address (the only
@@ -201,7 +243,7 @@ func (m *Mesh) startIsolatedWorkload(ctx context.Context, w *controlplane.Worklo
 	if err != nil {
 		return err
 	}
-	sockDir := filepath.Join(o.StateDir, "sockets", w.Key.Namespace+"."+w.Key.Name)
+	sockDir := filepath.Join(m.iso.run, w.Key.Namespace+"."+w.Key.Name)
 	if err := os.MkdirAll(sockDir, 0o755); err != nil {
 		return fmt.Errorf("localmesh: %w", err)
 	}
@@ -209,6 +251,16 @@ func (m *Mesh) startIsolatedWorkload(ctx context.Context, w *controlplane.Worklo
 		return fmt.Errorf("localmesh: %w", err)
 	}
 	socket := filepath.Join(sockDir, "agent.sock")
+	// The bundle as it is now: the sidecar reads it once, to trust the
+	// control plane; later roots reach it by push.
+	bundle, err := os.ReadFile(bundlePath)
+	if err != nil {
+		return fmt.Errorf("localmesh: %w", err)
+	}
+	bundlePath = filepath.Join(sockDir, "root-cert.pem")
+	if err := os.WriteFile(bundlePath, bundle, 0o644); err != nil {
+		return fmt.Errorf("localmesh: %w", err)
+	}
 	args := []string{
 		"--workload", w.Key.String(), "--service-account", w.ServiceAccount, "--service", w.Service,
 		"--control-plane", m.daemon.GRPCAddr(), "--trust-domain", td.Name(), "--bundle", bundlePath,
