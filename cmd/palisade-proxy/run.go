@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"palisade.dev/palisade/internal/config"
+	"palisade.dev/palisade/internal/dnsproxy"
 	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/jwt"
 	"palisade.dev/palisade/internal/proxy"
@@ -116,10 +117,22 @@ func run(ctx context.Context, args []string) error {
 	if w != nil {
 		tel.AccessLog = telemetry.NewAccessLog(w)
 	}
-	p := proxy.New(proxy.Options{Self: self, Inbound: f.inbound, HTTP: f.httpProxy, Outbound: f.outbound,
-		Gateway: f.gatewayPorts, CredentialsDir: f.credentialsDir}, store, agent, tel, log)
+	opts := proxy.Options{Self: self, Inbound: f.inbound, HTTP: f.httpProxy, Outbound: f.outbound,
+		Gateway: f.gatewayPorts, CredentialsDir: f.credentialsDir}
+	if f.capture {
+		opts.CaptureOutbound, opts.CaptureInbound = f.captureOutbound, f.captureInbound
+	}
+	p := proxy.New(opts, store, agent, tel, log)
 	if err := p.Listen(); err != nil {
 		return err
+	}
+	if f.capture && f.dnsListen != "" {
+		dns, err := startDNS(f, store, log)
+		if err != nil {
+			p.Close()
+			return err
+		}
+		defer dns.Close()
 	}
 
 	conn, err := grpc.NewClient(f.controlPlane, grpc.WithTransportCredentials(credentials.NewTLS(
@@ -164,8 +177,36 @@ func nodeMetadata(o proxy.Options, admin string, gateway bool, labels map[string
 	for _, p := range o.Inbound {
 		k := strconv.FormatUint(uint64(p.Port), 10)
 		in[k], app[k] = p.Listen, p.App
+		if p.Listen == "" {
+			in[k] = o.CaptureInbound // captured: every port arrives there
+		}
 	}
 	return structpb.NewStruct(map[string]any{metaInbound: in, metaApp: app, metaAdmin: admin, metaHTTP: o.HTTP})
+}
+
+// startDNS starts the DNS proxy on the mesh names of the config in
+// store, forwarding the rest to --dns-upstream or resolv.conf's
+// nameservers, with resolv.conf's search domains.
+func startDNS(f *sidecarFlags, store *proxy.Store, log *slog.Logger) (*dnsproxy.Server, error) {
+	servers, search, err := dnsproxy.ReadResolvConf(f.resolvConf)
+	if err != nil && f.dnsUpstreams == "" {
+		return nil, fmt.Errorf("--resolv-conf: %w (or give --dns-upstream)", err)
+	}
+	if f.dnsUpstreams != "" {
+		servers = strings.Split(f.dnsUpstreams, ",")
+	}
+	s, err := dnsproxy.Start(dnsproxy.Config{Listen: f.dnsListen, Upstreams: servers, Search: search, Log: log,
+		Names: func() dnsproxy.Names {
+			if c := store.Current(); c != nil {
+				return c
+			}
+			return nil
+		}})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("DNS proxy started", "listen", s.Addr(), "upstreams", servers, "search", search)
+	return s, nil
 }
 
 func newLogger(format string, w io.Writer) *slog.Logger {

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -155,16 +156,22 @@ func BuildServices(snap *config.Snapshot, workloads []*Workload) []*Service {
 			if !ok {
 				continue
 			}
-			host, port, err := net.SplitHostPort(addr)
-			if err != nil {
-				continue
+			host, n := w.Address, uint64(p.Number)
+			if host == "" {
+				// Explicit: peers dial the sidecar's inbound listener.
+				h, port, err := net.SplitHostPort(addr)
+				if err != nil {
+					continue
+				}
+				host = h
+				n, _ = strconv.ParseUint(port, 10, 16)
+				if ip, err := netip.ParseAddr(h); err == nil && ip.IsUnspecified() {
+					continue // a listener on every address names none to dial
+				}
 			}
-			n, _ := strconv.ParseUint(port, 10, 16)
-			if w.Address != "" {
-				// Captured: peers dial the workload's own address at the
-				// service port; its sidecar's inbound capture answers.
-				host, n = w.Address, uint64(p.Number)
-			}
+			// Captured (Address set): peers dial the workload's own
+			// address at the service port; its sidecar's inbound capture
+			// answers, whatever listener it announced.
 			labels := withLabel(w.Labels, PortLabel, portName(p))
 			if peer.Mode(p.Number).Mode != authn.Disable {
 				labels[TLSModeLabel] = TLSModeIstio

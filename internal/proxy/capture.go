@@ -1,0 +1,209 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"palisade.dev/palisade/internal/telemetry"
+)
+
+// Istio's names for where a captured connection to no mesh service
+// goes: PassthroughCluster under ALLOW_ANY, BlackHoleCluster under
+// REGISTRY_ONLY. Records carry them as the destination service, as
+// Istio's metrics do.
+const (
+	PassthroughCluster = "PassthroughCluster"
+	BlackHoleCluster   = "BlackHoleCluster"
+)
+
+// errBlackHole refuses an HTTP request to no mesh service under
+// REGISTRY_ONLY: Envoy's block_all route answers 502.
+var errBlackHole = errors.New("proxy: destination outside the mesh (outboundTrafficPolicy REGISTRY_ONLY)")
+
+// capturedDst is what the outbound capture worked out of a connection:
+// its original destination and the mesh service port it is for (nil
+// outside the mesh), pinned to one endpoint when the app named one.
+type capturedDst struct {
+	addr netip.AddrPort
+	u    *Upstream
+	pin  string
+}
+
+type capturedKey struct{}
+
+// capturedConn hands a captured connection sniffed as HTTP to the
+// outbound HTTP server with its destination.
+type capturedConn struct {
+	net.Conn
+	dst capturedDst
+}
+
+// serveCaptureOutbound is Istio's virtual outbound listener (15001):
+// every connection the app opens arrives here by iptables REDIRECT.
+func (p *Proxy) serveCaptureOutbound(ctx context.Context, ln net.Listener) error {
+	httpLn := newChanListener(ln.Addr())
+	srv := p.outboundServer()
+	p.track(srv)
+	go srv.Serve(httpLn) //nolint:errcheck // ends with Close
+	defer httpLn.Close()
+	return acceptLoop(ctx, ln, func(c net.Conn) { p.acceptCapturedOutbound(c, httpLn) })
+}
+
+func (p *Proxy) acceptCapturedOutbound(c net.Conn, httpLn *chanListener) {
+	dst, err := originalDst(c)
+	if err != nil {
+		p.log.Warn("captured outbound connection without its original destination", "remote", c.RemoteAddr(), "err", err)
+		reset(c)
+		return
+	}
+	if local, ok := c.LocalAddr().(*net.TCPAddr); ok && local.AddrPort() == dst || p.ownPort(dst) {
+		// Not redirected (a client dialled the listener itself), or
+		// headed for the sidecar's own listeners: never loop.
+		reset(c)
+		return
+	}
+	cfg := p.store.Current()
+	if cfg == nil {
+		reset(c)
+		return
+	}
+	d := capturedDst{addr: dst}
+	d.u, d.pin = cfg.LookupAddr(dst)
+	proto := ProtoUnknown
+	if d.u != nil {
+		proto = d.u.Protocol
+	}
+	br := bufio.NewReader(c)
+	pc := &peekedConn{Conn: c, r: br, direct: true}
+	if proto == ProtoUnknown {
+		// Istio's protocol sniffing: wait for the app's first bytes as
+		// long as meshConfig.protocolDetectionTimeout allows (no limit
+		// when unset, as in Istio since 1.8); when it passes, the
+		// connection is opaque TCP.
+		if t := cfg.Mesh.GetProtocolDetectionTimeout().AsDuration(); t > 0 {
+			_ = c.SetReadDeadline(time.Now().Add(t))
+		}
+		proto = p.sniff(pc)
+		_ = c.SetReadDeadline(time.Time{})
+	}
+	switch {
+	case proto != ProtoTCP:
+		httpLn.deliver(&capturedConn{Conn: pc, dst: d})
+	case d.u != nil:
+		p.tunnelTo(pc, cfg, d.u, d.pin, joinHostPort(d.u.Host, d.u.Port))
+	case registryOnly(cfg):
+		p.observe(&Record{Start: time.Now(), Protocol: telemetry.ProtocolTCP, Direction: telemetry.Outbound, ResponseFlags: "UH",
+			SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name, SourcePrincipal: p.selfID(),
+			DestinationService: BlackHoleCluster, DestinationServiceName: BlackHoleCluster, UpstreamHost: dst.String(), DownstreamRemote: c.RemoteAddr().String()})
+		c.Close()
+	default:
+		p.tunnelTo(pc, cfg, nil, "", dst.String())
+	}
+}
+
+// ownPort reports whether dst is one of the sidecar's own capture
+// listeners' ports on any address: an app never reaches them through
+// the capture.
+func (p *Proxy) ownPort(dst netip.AddrPort) bool {
+	for _, a := range []string{p.opts.CaptureOutbound, p.opts.CaptureInbound} {
+		if ap, err := netip.ParseAddrPort(a); err == nil && ap.Port() == dst.Port() {
+			return true
+		}
+	}
+	return false
+}
+
+// captured sends a request of a captured connection: to the mesh
+// service its original destination is, else through to the original
+// destination (ALLOW_ANY) or refused (REGISTRY_ONLY).
+func (o outboundRT) captured(r *http.Request, cfg *Compiled, d *capturedDst) (*http.Response, error) {
+	info, _ := r.Context().Value(upstreamInfoKey{}).(*upstreamInfo)
+	if d.u != nil {
+		return o.toService(r, cfg, d.u, d.pin)
+	}
+	if info != nil {
+		info.addr = d.addr.String()
+	}
+	if registryOnly(cfg) {
+		if info != nil {
+			info.service = BlackHoleCluster
+		}
+		return nil, errBlackHole
+	}
+	if info != nil {
+		info.service = PassthroughCluster
+	}
+	out := r.Clone(r.Context())
+	out.URL.Scheme, out.URL.Host, out.RequestURI = "http", d.addr.String(), ""
+	return passthrough.RoundTrip(out)
+}
+
+// passthrough carries ALLOW_ANY requests to their original destination,
+// never through a proxy from the environment.
+var passthrough = &http.Transport{
+	DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	MaxIdleConnsPerHost: 16,
+	IdleConnTimeout:     90 * time.Second,
+}
+
+// serveCaptureInbound is Istio's virtual inbound listener (15006): the
+// original destination port picks the workload port, and the
+// connection takes that port's path (PeerAuthentication, policy, the
+// app at its address). A port the workload does not declare is opaque
+// TCP to the same port on loopback, with the policies of that port.
+func (p *Proxy) serveCaptureInbound(ctx context.Context, ln net.Listener) error {
+	type target struct {
+		in     InboundPort
+		httpLn *chanListener
+	}
+	ports := map[uint16]target{}
+	for _, in := range p.opts.Inbound {
+		t := target{in: in, httpLn: newChanListener(ln.Addr())}
+		if in.Protocol != ProtoTCP {
+			srv := p.inboundServer(in)
+			p.track(srv)
+			go srv.Serve(t.httpLn) //nolint:errcheck // ends with Close
+		}
+		defer t.httpLn.Close()
+		ports[uint16(in.Port)] = t
+	}
+	return acceptLoop(ctx, ln, func(c net.Conn) {
+		dst, err := originalDst(c)
+		if err != nil {
+			p.log.Warn("captured inbound connection without its original destination", "remote", c.RemoteAddr(), "err", err)
+			reset(c)
+			return
+		}
+		if local, ok := c.LocalAddr().(*net.TCPAddr); ok && local.AddrPort() == dst || p.ownPort(dst) {
+			reset(c)
+			return
+		}
+		t, ok := ports[dst.Port()]
+		if !ok {
+			t.in = InboundPort{Port: uint32(dst.Port()), Protocol: ProtoTCP, App: joinHostPort("127.0.0.1", uint32(dst.Port()))}
+		}
+		p.acceptInbound(c, t.in, t.httpLn)
+	})
+}
+
+// captureListen binds the capture listeners that are configured.
+func (p *Proxy) captureListen() error {
+	for _, a := range []*string{&p.opts.CaptureOutbound, &p.opts.CaptureInbound} {
+		if *a == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", *a)
+		if err != nil {
+			return fmt.Errorf("proxy: capture listener %s: %w", *a, err)
+		}
+		*a = ln.Addr().String()
+		p.listeners = append(p.listeners, ln)
+	}
+	return nil
+}
