@@ -166,6 +166,8 @@ func (iso *isolation) destroy() error {
 		if err := os.RemoveAll(iso.run); err != nil {
 			errs = append(errs, fmt.Errorf("localmesh: %w", err))
 		}
+		os.Remove(filepath.Dir(iso.run)) //nolint:errcheck // only when no other mesh uses it
+
 	}
 	return errors.Join(append(errs, iso.topo.Destroy(context.Background(), iso.state))...)
 }
@@ -265,7 +267,7 @@ func (m *Mesh) startIsolatedWorkload(ctx context.Context, w *controlplane.Worklo
 		"--workload", w.Key.String(), "--service-account", w.ServiceAccount, "--service", w.Service,
 		"--control-plane", m.daemon.GRPCAddr(), "--trust-domain", td.Name(), "--bundle", bundlePath,
 		"--admin", sidecarAdmin, "--workload-api", socket,
-		"--capture-outbound", captureOutbound, "--capture-inbound", captureInbound, "--dns", dnsProxy,
+		"--capture", "--capture-outbound", captureOutbound, "--capture-inbound", captureInbound, "--dns", dnsProxy,
 	}
 	if o.CertTTL > 0 {
 		args = append(args, "--cert-ttl", o.CertTTL.String())
@@ -285,8 +287,7 @@ func (m *Mesh) startIsolatedWorkload(ctx context.Context, w *controlplane.Worklo
 		if p.Name != "" {
 			env = append(env, "PALISADE_PORT_"+envName(p.Name)+"="+port)
 		}
-		args = append(args, "--inbound", fmt.Sprintf("port=%d,name=%s,protocol=%s,listen=%s,app=%s",
-			p.Number, p.Name, p.Protocol, net.JoinHostPort(nw.Addr.String(), port), appAddr))
+		args = append(args, "--inbound", fmt.Sprintf("port=%d,name=%s,protocol=%s,app=%s", p.Number, p.Name, p.Protocol, appAddr))
 	}
 	logf, err := openLog(filepath.Join(o.StateDir, "logs", w.Key.Namespace+"."+w.Key.Name+".proxy.log"))
 	if err != nil {
@@ -294,6 +295,7 @@ func (m *Mesh) startIsolatedWorkload(ctx context.Context, w *controlplane.Worklo
 	}
 	cmd := exec.CommandContext(context.WithoutCancel(ctx), o.ProxyBin, args...)
 	cmd.Env = append(withoutProxyEnv(os.Environ()), "PALISADE_JOIN_TOKEN="+token)
+	cmd.Dir = sockDir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: ProxyUID, Gid: ProxyUID}}
 	sidecar, err := startProcessWith(w.Key.String()+" sidecar", cmd, logf, o.Log, nw.NS.Start)
 	if err != nil {
