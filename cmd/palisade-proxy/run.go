@@ -16,6 +16,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"palisade.dev/palisade/internal/config"
@@ -135,8 +136,13 @@ func run(ctx context.Context, args []string) error {
 		defer dns.Close()
 	}
 
+	// Keepalive pings find a connection the network dropped silently (a
+	// link cut while the stream was idle), so the client reconnects and
+	// resyncs instead of waiting on it forever; the control plane allows
+	// one every 10s.
 	conn, err := grpc.NewClient(f.controlPlane, grpc.WithTransportCredentials(credentials.NewTLS(
-		xds.ClientTLS(td, agent.Bundle, agent.GetClientCertificate))))
+		xds.ClientTLS(td, agent.Bundle, agent.GetClientCertificate))),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}))
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
