@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs the system packages Palisade's tests use as real peers, when
 # missing: openssl (verifies issued chains), curl (plain clients), gcc for
-# the cgo build of Dex.
+# the cgo build of Dex, iptables and iproute2 for captured workloads.
 set -euo pipefail
 need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v gcc >/dev/null || need+=(gcc)
+# palisade-proxy init and palisade up --isolate: both iptables backends
+# (iptables-nft, iptables-legacy), ip netns and veths.
+command -v iptables-legacy >/dev/null || need+=(iptables)
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
