@@ -159,7 +159,9 @@ func Up(ctx context.Context, o Options) (m *Mesh, err error) {
 			return nil, err
 		}
 	}
-	if ports := gatewayPorts(snap); len(ports) > 0 && iso == nil {
+	if ports := gatewayPorts(snap); len(ports) > 0 && iso != nil {
+		o.Log.Warn("the ingress gateway is not started under --isolate: reach the workloads from the namespace outside the mesh", "namespace", iso.topo.Outside.NS)
+	} else if len(ports) > 0 {
 		if err := m.startGateway(ctx, ports, bundlePath, td); err != nil {
 			return nil, err
 		}
