@@ -66,7 +66,13 @@ func workload(t *testing.T, topo *netns.Topology, name string) netns.Workload {
 // returns the HTTP status ("000" when there was no answer) and body.
 func curl(t *testing.T, n netns.Namespace, uid uint32, url string) (string, string) {
 	t.Helper()
-	cmd := exec.Command("curl", "-sS", "-m", "5", "-o", "-", "-w", "\n%{http_code}", url)
+	return curlArgs(t, n, uid, url)
+}
+
+// curlArgs is curl with more arguments before the URL (the last one).
+func curlArgs(t *testing.T, n netns.Namespace, uid uint32, args ...string) (string, string) {
+	t.Helper()
+	cmd := exec.Command("curl", append([]string{"-sS", "-m", "5", "-o", "-", "-w", "\n%{http_code}"}, args...)...)
 	if uid != 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
 	}
