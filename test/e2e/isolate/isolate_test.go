@@ -258,9 +258,43 @@ func TestIsolatedWorkshop(t *testing.T) {
 		})
 	})
 
+	t.Run("nothing in the machine's own namespace, nothing leaves", func(t *testing.T) {
+		hostSide(t)
+		// An address outside every range the mesh made never answers:
+		// passed through or refused by the sidecar, it would reach the
+		// workload's host at most, which has no route for it.
+		if status, body := curl(t, fe.NS, 0, "http://198.51.100.7/"); status == "200" {
+			t.Errorf("198.51.100.7 (outside every range the mesh made) answered: %s", body)
+		}
+	})
+
 	m.Stop()
 	if left := leftovers(t, topo.Prefix); len(left) > 0 {
 		t.Errorf("left after palisade up stopped: %v", left)
+	}
+	hostSide(t)
+}
+
+// hostSide checks the machine's own namespace holds no route into the
+// mesh's range and no capture chain: everything lives in the mesh's
+// namespaces.
+func hostSide(t *testing.T) {
+	t.Helper()
+	routes, err := exec.Command("ip", "-4", "route", "show", "table", "all").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(routes), "10.250.") {
+		t.Errorf("the machine's own namespace routes into 10.250.0.0/16:\n%s", routes)
+	}
+	for _, b := range []string{"iptables-nft-save", "iptables-legacy-save"} {
+		out, err := exec.Command(b).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(out), "ISTIO_") {
+			t.Errorf("%s in the machine's own namespace shows capture rules:\n%s", b, out)
+		}
 	}
 }
 
