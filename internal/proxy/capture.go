@@ -96,14 +96,16 @@ func (p *Proxy) acceptCapturedOutbound(c net.Conn, httpLn *chanListener) {
 	case proto != ProtoTCP:
 		httpLn.deliver(&capturedConn{Conn: pc, dst: d})
 	case d.u != nil:
-		p.tunnelTo(pc, cfg, d.u, d.pin, joinHostPort(d.u.Host, d.u.Port))
+		p.tunnelTo(pc, cfg, d.u, d.pin, joinHostPort(d.u.Host, d.u.Port), "")
 	case registryOnly(cfg):
+		// Envoy's BlackHoleCluster has no hosts: the connection closes.
 		p.observe(&Record{Start: time.Now(), Protocol: telemetry.ProtocolTCP, Direction: telemetry.Outbound, ResponseFlags: "UH",
 			SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name, SourcePrincipal: p.selfID(),
-			DestinationService: BlackHoleCluster, DestinationServiceName: BlackHoleCluster, UpstreamHost: dst.String(), DownstreamRemote: c.RemoteAddr().String()})
+			DestinationService: BlackHoleCluster, DestinationServiceName: BlackHoleCluster, UpstreamCluster: BlackHoleCluster,
+			UpstreamHost: dst.String(), DownstreamRemote: c.RemoteAddr().String()})
 		c.Close()
 	default:
-		p.tunnelTo(pc, cfg, nil, "", dst.String())
+		p.tunnelTo(pc, cfg, nil, "", dst.String(), PassthroughCluster)
 	}
 }
 
@@ -132,12 +134,12 @@ func (o outboundRT) captured(r *http.Request, cfg *Compiled, d *capturedDst) (*h
 	}
 	if registryOnly(cfg) {
 		if info != nil {
-			info.service = BlackHoleCluster
+			info.service, info.cluster = BlackHoleCluster, BlackHoleCluster
 		}
 		return nil, errBlackHole
 	}
 	if info != nil {
-		info.service = PassthroughCluster
+		info.service, info.cluster = PassthroughCluster, PassthroughCluster
 	}
 	out := r.Clone(r.Context())
 	out.URL.Scheme, out.URL.Host, out.RequestURI = "http", d.addr.String(), ""
