@@ -35,11 +35,18 @@ const (
 	outsideUID    = "1340" // a plain client outside the mesh
 	catalogAddr   = "10.251.0.9"
 	outsideAddr   = "10.251.0.1" // a server outside the mesh
+	outsideAddr6  = "fd00:251::1"
 )
 
 var captureRules = [][]string{
 	{"-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", catalogAddr, "-m", "owner", "--uid-owner", "0", "-j", "REDIRECT", "--to-ports", "15006"},
 	{"-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", catalogAddr, "-m", "owner", "--uid-owner", outsideUID, "-j", "REDIRECT", "--to-ports", "15006"},
+	{"-t", "nat", "-A", "OUTPUT", "-m", "owner", "--uid-owner", "0", "-j", "RETURN"},
+	{"-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", appUID, "-j", "REDIRECT", "--to-ports", "15001"},
+}
+
+// captureRules6 capture the app's IPv6 connections the same way.
+var captureRules6 = [][]string{
 	{"-t", "nat", "-A", "OUTPUT", "-m", "owner", "--uid-owner", "0", "-j", "RETURN"},
 	{"-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", appUID, "-j", "REDIRECT", "--to-ports", "15001"},
 }
@@ -50,7 +57,7 @@ func TestCaptureInNetns(t *testing.T) {
 		return
 	}
 	var missing []string
-	for _, b := range []string{"ip", "iptables", "curl", "setpriv", "bash"} {
+	for _, b := range []string{"ip", "iptables", "ip6tables", "curl", "setpriv", "bash"} {
 		if _, err := exec.LookPath(b); err != nil {
 			missing = append(missing, b)
 		}
@@ -74,12 +81,16 @@ func TestCaptureInNetns(t *testing.T) {
 		{"addr", "add", outsideAddr + "/24", "dev", "mesh0"},
 		{"link", "set", "mesh0", "up"},
 		{"link", "set", "mesh1", "up"},
+		{"addr", "add", outsideAddr6 + "/64", "dev", "mesh0", "nodad"},
 		{"route", "add", "240.240.0.0/16", "dev", "mesh0"},
 	} {
 		run(t, "ip", append([]string{"-n", ns}, args...)...)
 	}
 	for _, r := range captureRules {
 		run(t, "ip", append([]string{"netns", "exec", ns, "iptables"}, r...)...)
+	}
+	for _, r := range captureRules6 {
+		run(t, "ip", append([]string{"netns", "exec", ns, "ip6tables"}, r...)...)
 	}
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^TestCaptureInNetns$", "-test.v")
 	cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
@@ -162,16 +173,18 @@ func captureChild(t *testing.T) {
 		},
 		CaptureInbound: "0.0.0.0:15006",
 	}, nil)
-	m.sidecarWith("frontend", "frontend-sa", m.ca.issue(t, frontendID), m.ca.issue(t, frontendID), proxy.Options{CaptureOutbound: "0.0.0.0:15001"}, nil)
+	m.sidecarWith("frontend", "frontend-sa", m.ca.issue(t, frontendID), m.ca.issue(t, frontendID), proxy.Options{CaptureOutbound: "[::]:15001"}, nil)
 
 	// A server outside the mesh, for outboundTrafficPolicy.
-	outside, err := net.Listen("tcp", outsideAddr+":7070")
-	if err != nil {
-		t.Fatal(err)
-	}
 	outsideSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "outside the mesh") })}
-	go outsideSrv.Serve(outside) //nolint:errcheck
 	t.Cleanup(func() { outsideSrv.Close() })
+	for _, a := range []string{outsideAddr, outsideAddr6} {
+		outside, err := net.Listen("tcp", net.JoinHostPort(a, "7070"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go outsideSrv.Serve(outside) //nolint:errcheck
+	}
 
 	var vip string
 	eventually(t, "frontend learns productcatalog's VIP and endpoints", func() error {
@@ -244,8 +257,13 @@ func captureChild(t *testing.T) {
 		if err != nil || out != "outside the mesh" {
 			t.Fatalf("curl: %v %q", err, out)
 		}
+		// IPv6: the original destination from IP6T_SO_ORIGINAL_DST.
+		out, err = curl(appUID, "-g", "http://["+outsideAddr6+"]:7070/")
+		if err != nil || out != "outside the mesh" {
+			t.Fatalf("curl over IPv6: %v %q", err, out)
+		}
 		eventually(t, "PassthroughCluster in the log", func() error {
-			if l := m.logs["frontend"].String(); !strings.Contains(l, proxy.PassthroughCluster) {
+			if l := m.logs["frontend"].String(); !strings.Contains(l, `"upstream_host":"[`+outsideAddr6+`]:7070","upstream_cluster":"`+proxy.PassthroughCluster) {
 				return fmt.Errorf("no %s in %s", proxy.PassthroughCluster, l)
 			}
 			return nil
