@@ -158,7 +158,7 @@ var passthrough = &http.Transport{
 // original destination port picks the workload port, and the
 // connection takes that port's path (PeerAuthentication, policy, the
 // app at its address). A port the workload does not declare is opaque
-// TCP to the same port on loopback, with the policies of that port.
+// TCP to the original destination, with the policies of that port.
 func (p *Proxy) serveCaptureInbound(ctx context.Context, ln net.Listener) error {
 	type target struct {
 		in     InboundPort
@@ -188,7 +188,11 @@ func (p *Proxy) serveCaptureInbound(ctx context.Context, ln net.Listener) error 
 		}
 		t, ok := ports[dst.Port()]
 		if !ok {
-			t.in = InboundPort{Port: uint32(dst.Port()), Protocol: ProtoTCP, App: joinHostPort("127.0.0.1", uint32(dst.Port()))}
+			// Istio's InboundPassthroughCluster: to the original
+			// destination itself, from 127.0.0.6 (::6), which the capture
+			// rules let through; never to loopback, where the sidecar's
+			// own admin and DNS listeners are.
+			t.in = InboundPort{Port: uint32(dst.Port()), Protocol: ProtoTCP, App: dst.String(), passthrough: true}
 		}
 		p.acceptInbound(c, t.in, t.httpLn)
 	})
@@ -208,4 +212,24 @@ func (p *Proxy) captureListen() error {
 		p.listeners = append(p.listeners, ln)
 	}
 	return nil
+}
+
+// Istio's inbound passthrough source addresses: the capture rules
+// return connections from them on loopback, so they are not captured
+// again.
+var (
+	passthroughSource4 = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 6)}
+	passthroughSource6 = &net.TCPAddr{IP: net.ParseIP("::6")}
+)
+
+// dialApp connects to the app of an inbound port.
+func dialApp(in InboundPort) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if in.passthrough {
+		d.LocalAddr = passthroughSource4
+		if ap, err := netip.ParseAddrPort(in.App); err == nil && ap.Addr().Is6() && !ap.Addr().Is4In6() {
+			d.LocalAddr = passthroughSource6
+		}
+	}
+	return d.Dial("tcp", in.App)
 }

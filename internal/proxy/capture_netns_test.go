@@ -39,6 +39,7 @@ const (
 )
 
 var captureRules = [][]string{
+	{"-t", "nat", "-A", "OUTPUT", "-s", "127.0.0.6/32", "-o", "lo", "-j", "RETURN"},
 	{"-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", catalogAddr, "-m", "owner", "--uid-owner", "0", "-j", "REDIRECT", "--to-ports", "15006"},
 	{"-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", catalogAddr, "-m", "owner", "--uid-owner", outsideUID, "-j", "REDIRECT", "--to-ports", "15006"},
 	{"-t", "nat", "-A", "OUTPUT", "-m", "owner", "--uid-owner", "0", "-j", "RETURN"},
@@ -79,6 +80,7 @@ func TestCaptureInNetns(t *testing.T) {
 		{"link", "set", "lo", "up"},
 		{"link", "add", "mesh0", "type", "veth", "peer", "name", "mesh1"},
 		{"addr", "add", outsideAddr + "/24", "dev", "mesh0"},
+		{"addr", "add", catalogAddr + "/32", "dev", "mesh0"},
 		{"link", "set", "mesh0", "up"},
 		{"link", "set", "mesh1", "up"},
 		{"addr", "add", outsideAddr6 + "/64", "dev", "mesh0", "nodad"},
@@ -291,6 +293,38 @@ func captureChild(t *testing.T) {
 		// The mesh itself still works.
 		if out, err := curl(appUID, "http://"+vip+":5000/still"); err != nil || !strings.HasPrefix(out, "path=/still") {
 			t.Errorf("mesh call under REGISTRY_ONLY: %v %q", err, out)
+		}
+	})
+	t.Run("a port the workload does not declare goes to its original destination, never to loopback", func(t *testing.T) {
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "%s from %s", r.Host, r.RemoteAddr[:strings.LastIndex(r.RemoteAddr, ":")])
+		})}
+		t.Cleanup(func() { srv.Close() })
+		for _, a := range []string{catalogAddr + ":9999", "127.0.0.1:9998"} {
+			ln, err := net.Listen("tcp", a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go srv.Serve(ln) //nolint:errcheck
+		}
+		m.write("pa-catalog.yaml", `
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: catalog, namespace: workshop}
+spec:
+  selector: {matchLabels: {app: productcatalog}}
+  mtls: {mode: PERMISSIVE}
+`)
+		m.reload()
+		eventually(t, "PERMISSIVE reaches productcatalog", func() error {
+			out, err := curl(outsideUID, "http://"+catalogAddr+":9999/")
+			if err != nil || out != catalogAddr+":9999 from 127.0.0.6" {
+				return fmt.Errorf("curl: %v %q", err, out)
+			}
+			return nil
+		})
+		if out, err := curl(outsideUID, "http://"+catalogAddr+":9998/"); err == nil {
+			t.Errorf("a loopback-only listener was reached through the inbound capture: %q", out)
 		}
 	})
 }
