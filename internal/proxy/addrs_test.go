@@ -27,7 +27,7 @@ func TestLookupAddrAndHost(t *testing.T) {
 	res := Resources{xds.TypeServiceEntry: map[string]proto.Message{
 		"workshop/productcatalog": se([]string{"productcatalog.workshop.svc.cluster.local", "productcatalog.workshop", "productcatalog"},
 			[]string{"240.240.12.7"}, 5000, "10.250.0.7", "10.250.0.8"),
-		"books/reviews": se([]string{"reviews.books.svc.cluster.local", "reviews.books", "reviews"}, []string{"240.240.1.1"}, 9080, "10.250.1.1"),
+		"books/reviews":   se([]string{"reviews.books.svc.cluster.local", "reviews.books", "reviews"}, []string{"240.240.1.1"}, 9080, "10.250.1.1"),
 		"workshop/legacy": se([]string{"legacy.corp.example"}, []string{"192.168.50.0/24"}, 3306),
 		"workshop/wide":   se([]string{"wide.corp.example"}, []string{"192.168.0.0/16"}, 3306),
 		"workshop/v6":     se([]string{"api.v6.example"}, []string{"2001:db8::7"}, 443),
