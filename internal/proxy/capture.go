@@ -75,18 +75,29 @@ func (p *Proxy) acceptCapturedOutbound(c net.Conn, httpLn *chanListener) {
 	}
 	d := capturedDst{addr: dst}
 	d.u, d.pin = cfg.LookupAddr(dst)
+	br := bufio.NewReader(c)
+	pc := &peekedConn{Conn: c, r: br, direct: true}
+	if d.u == nil && !registryOnly(cfg) {
+		// ALLOW_ANY: Istio's PassthroughCluster, opaque TCP to the
+		// original destination, whatever the protocol.
+		p.tunnelTo(pc, cfg, nil, "", dst.String(), PassthroughCluster)
+		return
+	}
 	proto := ProtoUnknown
 	if d.u != nil {
 		proto = d.u.Protocol
 	}
-	br := bufio.NewReader(c)
-	pc := &peekedConn{Conn: c, r: br, direct: true}
 	if proto == ProtoUnknown {
 		// Istio's protocol sniffing: wait for the app's first bytes as
 		// long as meshConfig.protocolDetectionTimeout allows (no limit
 		// when unset, as in Istio since 1.8); when it passes, the
-		// connection is opaque TCP.
-		if t := cfg.Mesh.GetProtocolDetectionTimeout().AsDuration(); t > 0 {
+		// connection is opaque TCP. Refusing a destination outside the
+		// mesh waits at most blackHoleSniff, for a server-first protocol.
+		t := cfg.Mesh.GetProtocolDetectionTimeout().AsDuration()
+		if d.u == nil && (t == 0 || t > blackHoleSniff) {
+			t = blackHoleSniff
+		}
+		if t > 0 {
 			_ = c.SetReadDeadline(time.Now().Add(t))
 		}
 		proto = p.sniff(pc)
@@ -97,17 +108,21 @@ func (p *Proxy) acceptCapturedOutbound(c net.Conn, httpLn *chanListener) {
 		httpLn.deliver(&capturedConn{Conn: pc, dst: d})
 	case d.u != nil:
 		p.tunnelTo(pc, cfg, d.u, d.pin, joinHostPort(d.u.Host, d.u.Port), "")
-	case registryOnly(cfg):
-		// Envoy's BlackHoleCluster has no hosts: the connection closes.
+	default:
+		// REGISTRY_ONLY: Envoy's BlackHoleCluster has no hosts, the
+		// connection closes.
 		p.observe(&Record{Start: time.Now(), Protocol: telemetry.ProtocolTCP, Direction: telemetry.Outbound, ResponseFlags: "UH",
 			SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name, SourcePrincipal: p.selfID(),
 			DestinationService: BlackHoleCluster, DestinationServiceName: BlackHoleCluster, UpstreamCluster: BlackHoleCluster,
 			UpstreamHost: dst.String(), DownstreamRemote: c.RemoteAddr().String()})
 		c.Close()
-	default:
-		p.tunnelTo(pc, cfg, nil, "", dst.String(), PassthroughCluster)
 	}
 }
+
+// blackHoleSniff bounds the wait for an app's first bytes to a
+// destination REGISTRY_ONLY refuses: HTTP gets its 502, anything else
+// is closed.
+const blackHoleSniff = time.Second
 
 // ownPort reports whether dst is one of the sidecar's own capture
 // listeners' ports on any address: an app never reaches them through
