@@ -218,6 +218,12 @@ func captureChild(t *testing.T) {
 			return nil
 		})
 	})
+	t.Run("HTTP/2 with prior knowledge to the VIP", func(t *testing.T) {
+		out, err := curl(appUID, "--http2-prior-knowledge", "-w", " %{http_version}", "http://"+vip+":5000/h2")
+		if err != nil || !strings.HasPrefix(out, "path=/h2") || !strings.HasSuffix(out, " 2") || !strings.Contains(out, "URI="+frontendID) {
+			t.Fatalf("curl: %v %q", err, out)
+		}
+	})
 	t.Run("HTTP to the endpoint's own address", func(t *testing.T) {
 		out, err := curl(appUID, "http://"+catalogAddr+":5000/direct")
 		if err != nil || !strings.HasPrefix(out, "path=/direct") || !strings.Contains(out, "URI="+frontendID) {
