@@ -66,6 +66,26 @@ func TestLookupAddrAndHost(t *testing.T) {
 		{"203.0.113.1:80", "", ""},
 	})
 	for _, tt := range []struct {
+		host    string
+		port    uint32
+		service string
+	}{
+		{"a.wild.example", 80, "workshop/noaddr"},
+		{"deep.a.wild.example", 80, "workshop/noaddr"},
+		{"wild.example", 80, ""},
+		{"a.wild.example", 443, ""},
+		{"API.V6.example.", 443, "workshop/v6"},
+		{"", 80, ""},
+	} {
+		got := ""
+		if u := c.LookupWildcard(tt.host, tt.port); u != nil {
+			got = u.Service
+		}
+		if got != tt.service {
+			t.Errorf("LookupWildcard(%s, %d) = %q, want %q", tt.host, tt.port, got, tt.service)
+		}
+	}
+	for _, tt := range []struct {
 		name string
 		want []string
 	}{

@@ -108,6 +108,7 @@ func (p *Proxy) acceptCapturedOutbound(c net.Conn, httpLn *chanListener) {
 		httpLn.deliver(&capturedConn{Conn: pc, dst: d})
 	case d.u != nil:
 		p.tunnelTo(pc, cfg, d.u, d.pin, joinHostPort(d.u.Host, d.u.Port), "")
+	case p.admittedTLS(pc, br, cfg, dst):
 	default:
 		// REGISTRY_ONLY: Envoy's BlackHoleCluster has no hosts, the
 		// connection closes.
@@ -117,6 +118,34 @@ func (p *Proxy) acceptCapturedOutbound(c net.Conn, httpLn *chanListener) {
 			UpstreamHost: dst.String(), DownstreamRemote: c.RemoteAddr().String()})
 		c.Close()
 	}
+}
+
+// admittedTLS carries a TLS connection to a destination with no
+// address of its own in the registry when a ServiceEntry admits it by
+// SNI at that port (hosts such as *.example.com, resolution NONE or
+// DNS): to the ServiceEntry's endpoints when it has any, else to the
+// original destination, as Istio's REGISTRY_ONLY lets such traffic out.
+func (p *Proxy) admittedTLS(pc *peekedConn, br *bufio.Reader, cfg *Compiled, dst netip.AddrPort) bool {
+	_, sni, ok := peekHello(br)
+	if !ok || sni == "" {
+		return false
+	}
+	u := cfg.LookupWildcard(sni, uint32(dst.Port()))
+	if u == nil {
+		return false
+	}
+	if len(u.Endpoints) > 0 {
+		p.tunnelTo(pc, cfg, u, "", joinHostPort(sni, u.Port), "")
+		return true
+	}
+	p.tunnelTo(pc, cfg, nil, "", dst.String(), serviceCluster(u))
+	return true
+}
+
+// serviceCluster is Envoy's name for an outbound cluster of a service
+// port, as Istio names it.
+func serviceCluster(u *Upstream) string {
+	return fmt.Sprintf("outbound|%d||%s", u.Port, u.Host)
 }
 
 // blackHoleSniff bounds the wait for an app's first bytes to a
@@ -148,6 +177,16 @@ func (o outboundRT) captured(r *http.Request, cfg *Compiled, d *capturedDst) (*h
 		info.addr = d.addr.String()
 	}
 	if registryOnly(cfg) {
+		if u := cfg.LookupWildcard(hostOnly(r.Host), uint32(d.addr.Port())); u != nil {
+			// A ServiceEntry admits the Host at this port.
+			if len(u.Endpoints) > 0 {
+				return o.toService(r, cfg, u, "")
+			}
+			if info != nil {
+				info.service, info.cluster = u.Host, serviceCluster(u)
+			}
+			return o.toOriginal(r, d)
+		}
 		if info != nil {
 			info.service, info.cluster = BlackHoleCluster, BlackHoleCluster
 		}
@@ -156,10 +195,16 @@ func (o outboundRT) captured(r *http.Request, cfg *Compiled, d *capturedDst) (*h
 	if info != nil {
 		info.service, info.cluster = PassthroughCluster, PassthroughCluster
 	}
+	return o.toOriginal(r, d)
+}
+
+// toOriginal sends r to the captured connection's original destination.
+func (o outboundRT) toOriginal(r *http.Request, d *capturedDst) (*http.Response, error) {
 	out := r.Clone(r.Context())
 	out.URL.Scheme, out.URL.Host, out.RequestURI = "http", d.addr.String(), ""
 	return passthrough.RoundTrip(out)
 }
+
 
 // passthrough carries ALLOW_ANY requests to their original destination,
 // never through a proxy from the environment.

@@ -187,6 +187,13 @@ func captureChild(t *testing.T) {
 		}
 		go outsideSrv.Serve(outside) //nolint:errcheck
 	}
+	outsideTLS, err := tls.Listen("tcp", outsideAddr+":7443", &tls.Config{Certificates: []tls.Certificate{*appCert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outsideTLSSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "outside over TLS") })}
+	go outsideTLSSrv.Serve(outsideTLS) //nolint:errcheck
+	t.Cleanup(func() { outsideTLSSrv.Close() })
 
 	var vip string
 	eventually(t, "frontend learns productcatalog's VIP and endpoints", func() error {
@@ -279,6 +286,16 @@ func captureChild(t *testing.T) {
 	})
 	t.Run("REGISTRY_ONLY refuses it", func(t *testing.T) {
 		m.write("mesh.yaml", "outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n")
+		m.write("corp.yaml", `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: corp, namespace: workshop}
+spec:
+  hosts: ["*.corp.example"]
+  location: MESH_EXTERNAL
+  ports: [{number: 7070, name: http, protocol: HTTP}, {number: 7443, name: tls, protocol: TLS}]
+  resolution: NONE
+`)
 		m.reload()
 		eventually(t, "REGISTRY_ONLY reaches frontend", func() error {
 			if p := m.stores["frontend"].Current().Mesh.GetOutboundTrafficPolicy(); p == nil || p.GetMode() != meshv1alpha1.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY {
@@ -295,6 +312,20 @@ func captureChild(t *testing.T) {
 		}
 		if l := m.logs["frontend"].String(); !strings.Contains(l, proxy.BlackHoleCluster) {
 			t.Errorf("no %s in %s", proxy.BlackHoleCluster, l)
+		}
+		// A ServiceEntry admits its hosts: by Host for HTTP, by SNI for
+		// TLS, to the original destination (resolution NONE).
+		if out, err := curl(appUID, "-H", "Host: api.corp.example", "http://"+outsideAddr+":7070/"); err != nil || out != "outside the mesh" {
+			t.Errorf("HTTP admitted by a ServiceEntry: %v %q", err, out)
+		}
+		if out, err := curl(appUID, "-k", "--resolve", "api.corp.example:7443:"+outsideAddr, "https://api.corp.example:7443/"); err != nil || out != "outside over TLS" {
+			t.Errorf("TLS admitted by a ServiceEntry: %v %q", err, out)
+		}
+		if out, err := curl(appUID, "-k", "--resolve", "api.other.example:7443:"+outsideAddr, "https://api.other.example:7443/"); err == nil {
+			t.Errorf("TLS to a host no ServiceEntry admits got through: %q", out)
+		}
+		if l := m.logs["frontend"].String(); !strings.Contains(l, `"upstream_cluster":"outbound|7443||*.corp.example"`) {
+			t.Errorf("no ServiceEntry cluster in %s", l)
 		}
 		// The mesh itself still works.
 		if out, err := curl(appUID, "http://"+vip+":5000/still"); err != nil || !strings.HasPrefix(out, "path=/still") {

@@ -55,21 +55,23 @@ func (p *Proxy) tunnel(app net.Conn, target string) {
 // mesh as outboundTrafficPolicy allows. For mesh mTLS it sniffs the
 // app's first bytes to offer the right ALPN, so the server's sidecar can
 // parse HTTP/2 (gRPC) and HTTP/1.1. cluster names Envoy's cluster for
-// the record, where it is one of Istio's own (PassthroughCluster).
+// the record, where it matters: PassthroughCluster, or the cluster of
+// the ServiceEntry that admitted a destination outside the registry
+// (then u is nil and REGISTRY_ONLY lets it through).
 func (p *Proxy) tunnelTo(app net.Conn, cfg *Compiled, u *Upstream, pin, target, cluster string) {
 	defer app.Close()
 	start := time.Now()
 	rec := &Record{Start: start, Protocol: telemetry.ProtocolTCP, Direction: telemetry.Outbound, Authority: target,
 		SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name, SourcePrincipal: p.selfID(),
 		DestinationService: target, UpstreamCluster: cluster}
-	if cluster != "" {
+	if cluster == PassthroughCluster {
 		rec.DestinationService, rec.DestinationServiceName = cluster, cluster
 	}
 	defer func() { rec.Duration = time.Since(start); p.observe(rec) }()
 	var up net.Conn
 	var err error
 	if u == nil {
-		if registryOnly(cfg) {
+		if registryOnly(cfg) && cluster == "" {
 			rec.ResponseFlags = "NR"
 			return
 		}
