@@ -205,7 +205,6 @@ func (o outboundRT) toOriginal(r *http.Request, d *capturedDst) (*http.Response,
 	return passthrough.RoundTrip(out)
 }
 
-
 // passthrough carries ALLOW_ANY requests to their original destination,
 // never through a proxy from the environment.
 var passthrough = &http.Transport{
