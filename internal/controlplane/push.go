@@ -199,6 +199,9 @@ func (s *Server) rebuildLocked() error {
 		byKey[w.Key] = w
 	}
 	services := BuildServices(s.snap, ws)
+	if sa, ok := s.registry.(ServiceAddresser); ok {
+		SetServiceAddresses(services, sa.ServiceAddresses(s.snap))
+	}
 	if err := AssignVIPs(services, s.vipRange); err != nil {
 		return err
 	}

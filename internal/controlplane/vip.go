@@ -11,6 +11,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
+
+	"palisade.dev/palisade/internal/config"
 )
 
 // DefaultVIPRange is where services without an address of their own get
@@ -74,6 +76,30 @@ func AssignVIPs(services []*Service, r netip.Prefix) error {
 		}
 	}
 	return nil
+}
+
+// ServiceKey names a service: its namespace and name.
+type ServiceKey struct{ Namespace, Name string }
+
+// ServiceAddresser is implemented by a Registry that knows services'
+// own addresses (Kubernetes: a Service's ClusterIP). Those services
+// keep them, and AssignVIPs gives them none.
+type ServiceAddresser interface {
+	ServiceAddresses(snap *config.Snapshot) map[ServiceKey][]string
+}
+
+// SetServiceAddresses writes addrs into the ServiceEntries of the
+// services they name that have none of their own yet; a spec is cloned
+// before it is changed.
+func SetServiceAddresses(services []*Service, addrs map[ServiceKey][]string) {
+	for _, s := range services {
+		a, ok := addrs[ServiceKey{s.Namespace, s.Name}]
+		if !ok || len(a) == 0 || len(s.Spec.GetAddresses()) > 0 {
+			continue
+		}
+		s.Spec = proto.Clone(s.Spec).(*networkingv1alpha3.ServiceEntry)
+		s.Spec.Addresses = append([]string(nil), a...)
+	}
 }
 
 func needsVIP(se *networkingv1alpha3.ServiceEntry) bool {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
+
+	"palisade.dev/palisade/internal/config"
 )
 
 func svc(ns, name string, addrs ...string) *Service {
@@ -122,4 +124,48 @@ spec:
 		t.Errorf("endpoint %s %v, want 10.250.0.7 http:5000", e.GetAddress(), e.GetPorts())
 	}
 	vipOf(t, services[0])
+}
+
+// clusterIPs is a registry that knows one service's own address, as a
+// Kubernetes registry knows a Service's ClusterIP.
+type clusterIPs struct{ ConfigRegistry }
+
+func (clusterIPs) ServiceAddresses(*config.Snapshot) map[ServiceKey][]string {
+	return map[ServiceKey][]string{{Namespace: "workshop", Name: "productcatalog"}: {"10.96.14.2"}}
+}
+
+// The push carries a registry's own service address instead of a VIP,
+// and VIPs for the rest.
+func TestPushUsesRegistryServiceAddresses(t *testing.T) {
+	snap := loadSnapshot(t, map[string]string{"w.yaml": `
+apiVersion: palisade.dev/v1alpha1
+kind: Workload
+metadata: {name: productcatalog, namespace: workshop}
+spec: {command: x, ports: [{number: 5000}]}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: Workload
+metadata: {name: frontend, namespace: workshop}
+spec: {command: x, ports: [{number: 9000}]}
+`})
+	s := NewServer(discardLog(), clusterIPs{}, nil)
+	if err := s.SetSnapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, svc := range s.input.Load().in.Services {
+		got[svc.Name] = svc.Spec.GetAddresses()
+	}
+	if a := got["productcatalog"]; len(a) != 1 || a[0] != "10.96.14.2" {
+		t.Errorf("productcatalog addresses %v, want its ClusterIP", a)
+	}
+	if a := got["frontend"]; len(a) != 1 || !DefaultVIPRange.Contains(netip.MustParseAddr(a[0])) {
+		t.Errorf("frontend addresses %v, want a VIP in %s", a, DefaultVIPRange)
+	}
+	if err := s.SetVIPRange(netip.MustParsePrefix("10.99.0.0/31")); err == nil {
+		t.Error("a range with no usable address was accepted")
+	}
+	if a := s.input.Load().in.Services; len(a) == 0 {
+		t.Error("the refused range left no services")
+	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -104,4 +105,29 @@ func (c *Compiled) LookupAddr(dst netip.AddrPort) (u *Upstream, pin string) {
 func (c *Compiled) LookupHost(name string) ([]netip.Addr, bool) {
 	ips, ok := c.addrs.names[name]
 	return ips, ok
+}
+
+// LookupWildcard finds the service port a host name (an HTTP Host, a TLS
+// SNI) is for at port: the host itself, else the most specific wildcard
+// ServiceEntry host (*.example.com) that covers it.
+func (c *Compiled) LookupWildcard(host string, port uint32) *Upstream {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if host == "" {
+		return nil
+	}
+	p := ":" + strconv.FormatUint(uint64(port), 10)
+	if u := c.hosts[host+p]; u != nil {
+		return u
+	}
+	for rest := host; ; {
+		_, after, ok := strings.Cut(rest, ".")
+		if !ok {
+			break
+		}
+		if u := c.hosts["*."+after+p]; u != nil {
+			return u
+		}
+		rest = after
+	}
+	return c.hosts["*"+p]
 }

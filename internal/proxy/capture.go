@@ -75,18 +75,29 @@ func (p *Proxy) acceptCapturedOutbound(c net.Conn, httpLn *chanListener) {
 	}
 	d := capturedDst{addr: dst}
 	d.u, d.pin = cfg.LookupAddr(dst)
+	br := bufio.NewReader(c)
+	pc := &peekedConn{Conn: c, r: br, direct: true}
+	if d.u == nil && !registryOnly(cfg) {
+		// ALLOW_ANY: Istio's PassthroughCluster, opaque TCP to the
+		// original destination, whatever the protocol.
+		p.tunnelTo(pc, cfg, nil, "", dst.String(), PassthroughCluster)
+		return
+	}
 	proto := ProtoUnknown
 	if d.u != nil {
 		proto = d.u.Protocol
 	}
-	br := bufio.NewReader(c)
-	pc := &peekedConn{Conn: c, r: br, direct: true}
 	if proto == ProtoUnknown {
 		// Istio's protocol sniffing: wait for the app's first bytes as
 		// long as meshConfig.protocolDetectionTimeout allows (no limit
 		// when unset, as in Istio since 1.8); when it passes, the
-		// connection is opaque TCP.
-		if t := cfg.Mesh.GetProtocolDetectionTimeout().AsDuration(); t > 0 {
+		// connection is opaque TCP. Refusing a destination outside the
+		// mesh waits at most blackHoleSniff, for a server-first protocol.
+		t := cfg.Mesh.GetProtocolDetectionTimeout().AsDuration()
+		if d.u == nil && (t == 0 || t > blackHoleSniff) {
+			t = blackHoleSniff
+		}
+		if t > 0 {
 			_ = c.SetReadDeadline(time.Now().Add(t))
 		}
 		proto = p.sniff(pc)
@@ -96,16 +107,51 @@ func (p *Proxy) acceptCapturedOutbound(c net.Conn, httpLn *chanListener) {
 	case proto != ProtoTCP:
 		httpLn.deliver(&capturedConn{Conn: pc, dst: d})
 	case d.u != nil:
-		p.tunnelTo(pc, cfg, d.u, d.pin, joinHostPort(d.u.Host, d.u.Port))
-	case registryOnly(cfg):
+		p.tunnelTo(pc, cfg, d.u, d.pin, joinHostPort(d.u.Host, d.u.Port), "")
+	case p.admittedTLS(pc, br, cfg, dst):
+	default:
+		// REGISTRY_ONLY: Envoy's BlackHoleCluster has no hosts, the
+		// connection closes.
 		p.observe(&Record{Start: time.Now(), Protocol: telemetry.ProtocolTCP, Direction: telemetry.Outbound, ResponseFlags: "UH",
 			SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name, SourcePrincipal: p.selfID(),
-			DestinationService: BlackHoleCluster, DestinationServiceName: BlackHoleCluster, UpstreamHost: dst.String(), DownstreamRemote: c.RemoteAddr().String()})
+			DestinationService: BlackHoleCluster, DestinationServiceName: BlackHoleCluster, UpstreamCluster: BlackHoleCluster,
+			UpstreamHost: dst.String(), DownstreamRemote: c.RemoteAddr().String()})
 		c.Close()
-	default:
-		p.tunnelTo(pc, cfg, nil, "", dst.String())
 	}
 }
+
+// admittedTLS carries a TLS connection to a destination with no
+// address of its own in the registry when a ServiceEntry admits it by
+// SNI at that port (hosts such as *.example.com, resolution NONE or
+// DNS): to the ServiceEntry's endpoints when it has any, else to the
+// original destination, as Istio's REGISTRY_ONLY lets such traffic out.
+func (p *Proxy) admittedTLS(pc *peekedConn, br *bufio.Reader, cfg *Compiled, dst netip.AddrPort) bool {
+	_, sni, ok := peekHello(br)
+	if !ok || sni == "" {
+		return false
+	}
+	u := cfg.LookupWildcard(sni, uint32(dst.Port()))
+	if u == nil {
+		return false
+	}
+	if len(u.Endpoints) > 0 {
+		p.tunnelTo(pc, cfg, u, "", joinHostPort(sni, u.Port), "")
+		return true
+	}
+	p.tunnelTo(pc, cfg, nil, "", dst.String(), serviceCluster(u))
+	return true
+}
+
+// serviceCluster is Envoy's name for an outbound cluster of a service
+// port, as Istio names it.
+func serviceCluster(u *Upstream) string {
+	return fmt.Sprintf("outbound|%d||%s", u.Port, u.Host)
+}
+
+// blackHoleSniff bounds the wait for an app's first bytes to a
+// destination REGISTRY_ONLY refuses: HTTP gets its 502, anything else
+// is closed.
+const blackHoleSniff = time.Second
 
 // ownPort reports whether dst is one of the sidecar's own capture
 // listeners' ports on any address: an app never reaches them through
@@ -131,14 +177,29 @@ func (o outboundRT) captured(r *http.Request, cfg *Compiled, d *capturedDst) (*h
 		info.addr = d.addr.String()
 	}
 	if registryOnly(cfg) {
+		if u := cfg.LookupWildcard(hostOnly(r.Host), uint32(d.addr.Port())); u != nil {
+			// A ServiceEntry admits the Host at this port.
+			if len(u.Endpoints) > 0 {
+				return o.toService(r, cfg, u, "")
+			}
+			if info != nil {
+				info.service, info.cluster = u.Host, serviceCluster(u)
+			}
+			return o.toOriginal(r, d)
+		}
 		if info != nil {
-			info.service = BlackHoleCluster
+			info.service, info.cluster = BlackHoleCluster, BlackHoleCluster
 		}
 		return nil, errBlackHole
 	}
 	if info != nil {
-		info.service = PassthroughCluster
+		info.service, info.cluster = PassthroughCluster, PassthroughCluster
 	}
+	return o.toOriginal(r, d)
+}
+
+// toOriginal sends r to the captured connection's original destination.
+func (o outboundRT) toOriginal(r *http.Request, d *capturedDst) (*http.Response, error) {
 	out := r.Clone(r.Context())
 	out.URL.Scheme, out.URL.Host, out.RequestURI = "http", d.addr.String(), ""
 	return passthrough.RoundTrip(out)
@@ -156,7 +217,7 @@ var passthrough = &http.Transport{
 // original destination port picks the workload port, and the
 // connection takes that port's path (PeerAuthentication, policy, the
 // app at its address). A port the workload does not declare is opaque
-// TCP to the same port on loopback, with the policies of that port.
+// TCP to the original destination, with the policies of that port.
 func (p *Proxy) serveCaptureInbound(ctx context.Context, ln net.Listener) error {
 	type target struct {
 		in     InboundPort
@@ -186,7 +247,11 @@ func (p *Proxy) serveCaptureInbound(ctx context.Context, ln net.Listener) error 
 		}
 		t, ok := ports[dst.Port()]
 		if !ok {
-			t.in = InboundPort{Port: uint32(dst.Port()), Protocol: ProtoTCP, App: joinHostPort("127.0.0.1", uint32(dst.Port()))}
+			// Istio's InboundPassthroughCluster: to the original
+			// destination itself, from 127.0.0.6 (::6), which the capture
+			// rules let through; never to loopback, where the sidecar's
+			// own admin and DNS listeners are.
+			t.in = InboundPort{Port: uint32(dst.Port()), Protocol: ProtoTCP, App: dst.String(), passthrough: true}
 		}
 		p.acceptInbound(c, t.in, t.httpLn)
 	})
@@ -206,4 +271,24 @@ func (p *Proxy) captureListen() error {
 		p.listeners = append(p.listeners, ln)
 	}
 	return nil
+}
+
+// Istio's inbound passthrough source addresses: the capture rules
+// return connections from them on loopback, so they are not captured
+// again.
+var (
+	passthroughSource4 = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 6)}
+	passthroughSource6 = &net.TCPAddr{IP: net.ParseIP("::6")}
+)
+
+// dialApp connects to the app of an inbound port.
+func dialApp(in InboundPort) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if in.passthrough {
+		d.LocalAddr = passthroughSource4
+		if ap, err := netip.ParseAddrPort(in.App); err == nil && ap.Addr().Is6() && !ap.Addr().Is4In6() {
+			d.LocalAddr = passthroughSource6
+		}
+	}
+	return d.Dial("tcp", in.App)
 }

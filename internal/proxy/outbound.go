@@ -261,7 +261,7 @@ func (p *Proxy) outboundServer() *http.Server {
 				Method: r.Method, Path: r.URL.Path, Authority: r.Host, ResponseCode: sw.code(), BytesSent: sw.n,
 				SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name, SourcePrincipal: p.selfID(),
 				DestinationService: info.service, DestinationPrincipal: info.principal, MTLS: info.mtls, UpstreamHost: info.addr,
-				ResponseFlags: info.flags, UserAgent: r.UserAgent(), RequestID: r.Header.Get("X-Request-Id"),
+				UpstreamCluster: info.cluster, ResponseFlags: info.flags, UserAgent: r.UserAgent(), RequestID: r.Header.Get("X-Request-Id"),
 			})
 		}),
 	}
@@ -318,6 +318,7 @@ func (o outboundRT) toService(r *http.Request, cfg *Compiled, u *Upstream, pin s
 // upstreamInfo carries what the round trip learned back to the access log.
 type upstreamInfo struct {
 	service, principal, addr, flags string
+	cluster                         string // Istio's PassthroughCluster or BlackHoleCluster
 	mtls                            bool
 }
 

@@ -22,6 +22,10 @@ type InboundPort struct {
 	Protocol Protocol
 	Listen   string // sidecar listener, host:port
 	App      string // the app, host:port on loopback
+	// passthrough marks a captured port the workload does not declare:
+	// App is the original destination, dialled as Istio's
+	// InboundPassthroughCluster is.
+	passthrough bool
 }
 
 // OutboundPort is a local port bound for one upstream: anything written

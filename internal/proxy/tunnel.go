@@ -47,24 +47,31 @@ func (p *Proxy) serveOutboundPort(ctx context.Context, ln net.Listener, o Outbou
 func (p *Proxy) tunnel(app net.Conn, target string) {
 	cfg := p.store.Current()
 	u := cfg.Lookup(target, 0)
-	p.tunnelTo(app, cfg, u, "", target)
+	p.tunnelTo(app, cfg, u, "", target, "")
 }
 
 // tunnelTo carries an app connection to upstream u (its endpoint pin,
 // when set) over the route's TLS, or, with u nil, to target outside the
 // mesh as outboundTrafficPolicy allows. For mesh mTLS it sniffs the
 // app's first bytes to offer the right ALPN, so the server's sidecar can
-// parse HTTP/2 (gRPC) and HTTP/1.1.
-func (p *Proxy) tunnelTo(app net.Conn, cfg *Compiled, u *Upstream, pin, target string) {
+// parse HTTP/2 (gRPC) and HTTP/1.1. cluster names Envoy's cluster for
+// the record, where it matters: PassthroughCluster, or the cluster of
+// the ServiceEntry that admitted a destination outside the registry
+// (then u is nil and REGISTRY_ONLY lets it through).
+func (p *Proxy) tunnelTo(app net.Conn, cfg *Compiled, u *Upstream, pin, target, cluster string) {
 	defer app.Close()
 	start := time.Now()
 	rec := &Record{Start: start, Protocol: telemetry.ProtocolTCP, Direction: telemetry.Outbound, Authority: target,
-		SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name, DestinationService: target}
+		SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name, SourcePrincipal: p.selfID(),
+		DestinationService: target, UpstreamCluster: cluster}
+	if cluster == PassthroughCluster {
+		rec.DestinationService, rec.DestinationServiceName = cluster, cluster
+	}
 	defer func() { rec.Duration = time.Since(start); p.observe(rec) }()
 	var up net.Conn
 	var err error
 	if u == nil {
-		if registryOnly(cfg) {
+		if registryOnly(cfg) && cluster == "" {
 			rec.ResponseFlags = "NR"
 			return
 		}
@@ -102,8 +109,12 @@ func (p *Proxy) tunnelTo(app net.Conn, cfg *Compiled, u *Upstream, pin, target s
 	rec.BytesSent, rec.BytesReceived = splice(app, up)
 }
 
+// registryOnly reports whether meshConfig.outboundTrafficPolicy is
+// REGISTRY_ONLY. An absent policy is Istio's default, ALLOW_ANY; the
+// proto's zero value would read as REGISTRY_ONLY.
 func registryOnly(cfg *Compiled) bool {
-	return cfg.Mesh.GetOutboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY
+	p := cfg.Mesh.GetOutboundTrafficPolicy()
+	return p != nil && p.GetMode() == meshv1alpha1.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY
 }
 
 func isHTTPMethod(s string) bool {
