@@ -238,6 +238,9 @@ func TestIsolatedWorkshop(t *testing.T) {
 			}
 		}
 		defer os.WriteFile(mesh, raw, 0o644) //nolint:errcheck
+		if status, body := curl(t, fe.NS, 0, url); status != "200" || !strings.Contains(body, "outside the mesh") {
+			t.Errorf("no outboundTrafficPolicy (Istio's default, ALLOW_ANY): %s: %s %s", url, status, body)
+		}
 		setMode("ALLOW_ANY")
 		eventually(t, 15*time.Second, "ALLOW_ANY passes "+url, func() (bool, string) {
 			status, body := curl(t, fe.NS, 0, url)
