@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -342,6 +343,18 @@ func (m *Mesh) startIsolatedWorkload(ctx context.Context, w *controlplane.Worklo
 	}
 	m.rows = append(m.rows, row{name: w.Key.Name, ns: w.Key.Namespace, inbound: first + " (" + string(nw.NS) + ")", app: firstApp, id: id.String()})
 	return nil
+}
+
+// printHelp says how to reach the isolated workloads: only from the
+// mesh's own namespaces, never from the machine's.
+func (iso *isolation) printHelp(w io.Writer) {
+	t := iso.topo
+	fmt.Fprintf(w, "network namespaces: %s-* (%d hosts); run a command beside a workload with `ip netns exec NAMESPACE CMD`\n", t.Prefix, len(t.Hosts))
+	if len(t.Workloads) > 0 {
+		wl := t.Workloads[0]
+		fmt.Fprintf(w, "  inside the mesh:  ip netns exec %s curl http://<service>:<port>/\n", wl.NS)
+		fmt.Fprintf(w, "  outside the mesh: ip netns exec %s curl http://%s:<port>/   (reset under STRICT)\n", t.Outside.NS, wl.Addr)
+	}
 }
 
 // Topology is the isolated mesh's network, nil without --isolate.

@@ -395,6 +395,9 @@ func (m *Mesh) PrintTable(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\ncontrol plane: %s (admin http://%s/api/status)\nlogs: %s\n", m.daemon.GRPCAddr(), m.daemon.AdminAddr(), filepath.Join(m.opts.StateDir, "logs"))
+	if m.iso != nil {
+		m.iso.printHelp(w)
+	}
 }
 
 // Daemon is the in-process control plane.
