@@ -88,11 +88,7 @@ func parseInitFlags(args []string, stderr io.Writer, getenv func(string) string)
 		return p
 	}
 	d.ProxyPort, d.InboundCapturePort, d.InboundTunnelPort = port("envoy-port", proxyPort), port("inbound-capture-port", inPort), port("inbound-tunnel-port", tunnelPort)
-	d.ProxyUIDs = strings.Split(uid, ",")
-	d.ProxyGIDs = nil
-	if gid != "" {
-		d.ProxyGIDs = strings.Split(gid, ",")
-	}
+	d.ProxyUIDs, d.ProxyGIDs = fields(uid), fields(gid)
 	d.Mode = capture.Mode(mode)
 	d.InboundPorts = portList("istio-inbound-ports", inPorts, true)
 	d.InboundPortsExclude = portList("istio-local-exclude-ports", inExclude, false).Ports

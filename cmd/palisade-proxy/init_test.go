@@ -52,6 +52,8 @@ func TestInitFlags(t *testing.T) {
 			want: []string{"-A ISTIO_OUTPUT_DNS -p udp --dport 53 -j REDIRECT --to-port 15053"}},
 		{name: "excluded outbound", args: []string{"-x", "10.96.0.0/12", "-o", "5432"},
 			want: []string{"-A ISTIO_OUTPUT -d 10.96.0.0/12 -j RETURN", "-A ISTIO_OUTPUT -p tcp --dport 5432 -j RETURN"}},
+		{name: "several uids, a trailing comma", args: []string{"-u", "1337,1338,"},
+			want: []string{"-A ISTIO_OUTPUT -m owner --uid-owner 1338 -j RETURN", "-A ISTIO_OUTPUT -m owner --gid-owner 1338 -j RETURN"}},
 		{name: "tproxy", args: []string{"-m", "TPROXY"}, want: []string{"* mangle", "-A PREROUTING -p tcp -j ISTIO_INBOUND"}},
 		{name: "every mistake at once",
 			args:    []string{"-p", "0", "-m", "NAT", "-b", "80,x", "-x", "*", "-u", "istio", "--iptables-backend", "nftables"},

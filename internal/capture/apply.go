@@ -105,10 +105,10 @@ func Apply(ctx context.Context, r Runner, b Backend, set *RuleSet) error {
 	if t := set.TProxyRoute; t != nil {
 		mark, table := strconv.FormatUint(uint64(t.Mark), 10), strconv.Itoa(t.Table)
 		if _, err := r.Run(ctx, "", "ip", "-4", "rule", "add", "fwmark", mark, "lookup", table); err != nil {
-			return fmt.Errorf("capture: tproxy rule: %w", err)
+			return errors.Join(fmt.Errorf("capture: tproxy rule: %w", err), Cleanup(ctx, r, b, set))
 		}
 		if _, err := r.Run(ctx, "", "ip", "-4", "route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", table); err != nil {
-			return fmt.Errorf("capture: tproxy route: %w", err)
+			return errors.Join(fmt.Errorf("capture: tproxy route: %w", err), Cleanup(ctx, r, b, set))
 		}
 	}
 	return nil
