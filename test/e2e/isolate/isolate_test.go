@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -412,10 +413,22 @@ func TestIsolatedHostLinkCut(t *testing.T) {
 	if status, body := curl(t, pc.NS, 0, detail); status == "200" || status == "403" {
 		t.Errorf("link cut: productcatalog still reaches catalogdetail: %s %s", status, body)
 	}
+	// The control plane sees it gone once its keepalive goes unanswered.
+	eventually(t, 90*time.Second, "the control plane marks catalogdetail disconnected", func() (bool, string) {
+		p := m.Proxy("workshop", "catalogdetail")
+		return !p.Connected, fmt.Sprintf("%+v", p)
+	})
+	if status, body := curl(t, cd.NS, 0, detail); status != "200" {
+		t.Errorf("cut off from the control plane: catalogdetail calling itself: %s %s", status, body)
+	}
 	if err := topo.SetHostLink(ctx, cd.Host, true); err != nil {
 		t.Fatal(err)
 	}
 	restored = true
+	eventually(t, 90*time.Second, "catalogdetail's sidecar reconnects", func() (bool, string) {
+		p := m.Proxy("workshop", "catalogdetail")
+		return p.Connected, fmt.Sprintf("%+v", p)
+	})
 	eventually(t, 90*time.Second, "catalogdetail applies the policy written while it was away", func() (bool, string) {
 		status, body := curl(t, pc.NS, 0, detail)
 		return status == "403" && strings.Contains(body, "RBAC: access denied"), status + " " + body
