@@ -69,7 +69,8 @@ func TestCaptureInNetns(t *testing.T) {
 		}
 		t.Skipf("needs root and ip, iptables, curl, setpriv (euid %d, missing %v)", os.Geteuid(), missing)
 	}
-	ns := fmt.Sprintf("pal-capture-%d", os.Getpid())
+	removeStaleNamespaces(t)
+	ns := fmt.Sprintf("%s%d", netnsPrefix, os.Getpid())
 	run(t, "ip", "netns", "add", ns)
 	t.Cleanup(func() {
 		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
@@ -103,6 +104,29 @@ func TestCaptureInNetns(t *testing.T) {
 	}
 	if !bytes.Contains(out, []byte("--- PASS: TestCaptureInNetns")) {
 		t.Fatal("the test in the namespace did not run")
+	}
+}
+
+const netnsPrefix = "pal-capture-"
+
+// removeStaleNamespaces deletes the namespaces of earlier runs of this
+// test whose process is gone (killed before its cleanup ran).
+func removeStaleNamespaces(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatalf("ip netns list: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		pid, ok := strings.CutPrefix(name, netnsPrefix)
+		if !ok || pid == "" {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			continue // its test still runs
+		}
+		run(t, "ip", "netns", "del", name)
 	}
 }
 
