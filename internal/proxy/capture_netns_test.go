@@ -69,31 +69,7 @@ func TestCaptureInNetns(t *testing.T) {
 		}
 		t.Skipf("needs root and ip, iptables, curl, setpriv (euid %d, missing %v)", os.Geteuid(), missing)
 	}
-	ns := fmt.Sprintf("pal-capture-%d", os.Getpid())
-	run(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v %s", ns, err, out)
-		}
-	})
-	for _, args := range [][]string{
-		{"link", "set", "lo", "up"},
-		{"link", "add", "mesh0", "type", "veth", "peer", "name", "mesh1"},
-		{"addr", "add", outsideAddr + "/24", "dev", "mesh0"},
-		{"addr", "add", catalogAddr + "/32", "dev", "mesh0"},
-		{"link", "set", "mesh0", "up"},
-		{"link", "set", "mesh1", "up"},
-		{"addr", "add", outsideAddr6 + "/64", "dev", "mesh0", "nodad"},
-		{"route", "add", "240.240.0.0/16", "dev", "mesh0"},
-	} {
-		run(t, "ip", append([]string{"-n", ns}, args...)...)
-	}
-	for _, r := range captureRules {
-		run(t, "ip", append([]string{"netns", "exec", ns, "iptables"}, r...)...)
-	}
-	for _, r := range captureRules6 {
-		run(t, "ip", append([]string{"netns", "exec", ns, "ip6tables"}, r...)...)
-	}
+	ns := captureNetns(t, captureRules, captureRules6)
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^TestCaptureInNetns$", "-test.v")
 	cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
 	out, err := cmd.CombinedOutput()
@@ -103,13 +79,6 @@ func TestCaptureInNetns(t *testing.T) {
 	}
 	if !bytes.Contains(out, []byte("--- PASS: TestCaptureInNetns")) {
 		t.Fatal("the test in the namespace did not run")
-	}
-}
-
-func run(t *testing.T, name string, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 }
 
