@@ -178,3 +178,75 @@ func TestCaptureRules(t *testing.T) {
 		})
 	}
 }
+
+// TestCaptureTProxy: in TPROXY mode (-m TPROXY) inbound connections reach
+// a transparent listener on 15006 with their original destination as the
+// local address, no NAT involved, and the policy route comes with the
+// rules and goes with them.
+func TestCaptureTProxy(t *testing.T) {
+	peers.Root(t)
+	ctx := context.Background()
+	state := filepath.Join(t.TempDir(), "netns.json")
+	topo, err := Create(ctx, Plan{Prefix: testPrefix() + "p", Hosts: 1, Workloads: []string{"b"}, Outside: true}, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := topo.Destroy(ctx, state); err != nil {
+			t.Error(err)
+		}
+	})
+	cfg := capture.Default()
+	cfg.Mode = capture.TProxy
+	set, err := capture.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := topo.Workloads[0]
+	b, err := capture.Detect(ctx, w.NS, capture.Auto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := capture.Apply(ctx, w.NS, b, set); err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	err = w.NS.Do(func() (err error) {
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT, 1) }); err != nil {
+				return err
+			}
+			return serr
+		}}
+		ln, err = lc.Listen(ctx, "tcp", "0.0.0.0:15006")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "tproxy %s\n", c.LocalAddr())
+			c.Close()
+		}
+	}()
+	app := w.Addr.String() + ":8080"
+	if got := hello(topo.Outside.NS, app); got != "tproxy "+app {
+		t.Errorf("dial %s from outside the mesh: got %q, want %q", app, got, "tproxy "+app)
+	}
+	if err := capture.Cleanup(ctx, w.NS, b, set); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := w.NS.Run(ctx, "", "ip", "-4", "rule", "list"); err != nil || strings.Contains(string(out), "lookup 133") {
+		t.Errorf("policy rule left after Cleanup: %s %v", out, err)
+	}
+	if got := hello(topo.Outside.NS, app); got != "" {
+		t.Errorf("after Cleanup %s still lands on the transparent listener: %q", app, got)
+	}
+}
