@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"palisade.dev/palisade/internal/config"
+	"palisade.dev/palisade/internal/jwt"
 	"palisade.dev/palisade/internal/proxy"
 	"palisade.dev/palisade/internal/svid"
 )
@@ -37,6 +38,7 @@ type sidecarFlags struct {
 	accessLog      string
 	logFormat      string
 	pprof          bool
+	jwtCacheSize   int
 	// gateway mode
 	gateway        bool
 	gatewayPorts   gatewayFlag
@@ -68,6 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.Float64Var(&f.renewFraction, "renew-fraction", 0.5, "renew the certificate after this fraction of its lifetime")
 	fs.StringVar(&f.accessLog, "access-log", "-", "access log file, - for standard output, empty for none")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	fs.IntVar(&f.jwtCacheSize, "jwt-cache-size", jwt.DefaultTokenCacheSize, "verified JWTs remembered so a repeated token is not verified again (Envoy's jwt_cache_size); 0 turns the cache off")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener (off by default)")
 	if f.gateway {
 		fs.Var(&f.gatewayPorts, "port", "gateway: a Gateway server port and where to listen for it, PORT=HOST:PORT (repeatable)")
@@ -98,6 +101,9 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	}
 	if f.renewFraction <= 0 || f.renewFraction >= 1 {
 		errs = append(errs, fmt.Errorf("--renew-fraction %v: must be between 0 and 1", f.renewFraction))
+	}
+	if f.jwtCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("--jwt-cache-size %d: must be 0 (off) or more", f.jwtCacheSize))
 	}
 	if f.logFormat != "json" && f.logFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format %q: json or text", f.logFormat))
