@@ -106,7 +106,7 @@ func (up *upstreamPool) dial(ctx context.Context, rt route, alpn []string) (net.
 	case modePlain:
 		return c, nil
 	case modeIstio:
-		cfg = up.p.istioClientTLS(rt.u, alpn)
+		cfg = up.p.istioClientTLS(rt.u, alpn, ep.Addr)
 	case modeOrigination:
 		cfg, err = originationTLS(rt.settings, rt.u, alpn)
 		if err != nil {
