@@ -15,7 +15,9 @@ import (
 
 // rotatingCerts serves a certificate its test replaces, as internal/svid
 // does on renewal.
-type rotatingCerts struct{ cur atomic.Pointer[tls.Certificate] }
+type rotatingCerts struct {
+	cur atomic.Pointer[tls.Certificate]
+}
 
 func newRotatingCerts(c *tls.Certificate) *rotatingCerts {
 	r := &rotatingCerts{}
