@@ -295,8 +295,9 @@ func appTransport(in InboundPort) http.RoundTripper {
 		protos := new(http.Protocols)
 		protos.SetUnencryptedHTTP2(true)
 		tr.Protocols = protos
+		return tr
 	}
-	return tr
+	return newHTTP1Transport(in.App, d, tr)
 }
 
 func upstreamError(w http.ResponseWriter, r *http.Request, err error) {
