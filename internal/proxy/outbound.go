@@ -240,6 +240,9 @@ type outboundRT struct{ p *Proxy }
 
 func (o outboundRT) RoundTrip(r *http.Request) (*http.Response, error) {
 	cfg := o.p.store.Current()
+	if cfg == nil {
+		return nil, errNoConfig
+	}
 	host := r.URL.Host
 	if host == "" {
 		host = r.Host
@@ -273,6 +276,10 @@ func (o outboundRT) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return resp, err
 }
+
+// errNoConfig fails outbound requests that arrive before the first
+// config push.
+var errNoConfig = errors.New("proxy: no configuration from the control plane yet")
 
 // upstreamInfo carries what the round trip learned back to the access log.
 type upstreamInfo struct {
@@ -316,6 +323,10 @@ func (p *Proxy) tunnel(app net.Conn, target string) {
 	defer app.Close()
 	start := time.Now()
 	cfg := p.store.Current()
+	if cfg == nil { // no config pushed yet: refused, as inbound is
+		reset(app)
+		return
+	}
 	rec := &Record{Start: start, Protocol: telemetry.ProtocolTCP, Direction: telemetry.Outbound, Authority: target,
 		SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name, DestinationService: target}
 	defer func() { rec.Duration = time.Since(start); p.observe(rec) }()
