@@ -63,14 +63,14 @@ func BenchmarkIdleConnections(b *testing.B) {
 		}
 		return err
 	})
-	live := func() (uint64, int) {
+	live := func() (heap, stacks uint64, goroutines int) {
 		runtime.GC()
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc + ms.StackInuse, runtime.NumGoroutine()
+		return ms.HeapAlloc, ms.StackInuse, runtime.NumGoroutine()
 	}
-	before, g0 := live()
+	h0, s0, g0 := live()
 	var conns []net.Conn
 	b.ResetTimer()
 	for b.Loop() {
@@ -81,9 +81,10 @@ func BenchmarkIdleConnections(b *testing.B) {
 		conns = append(conns, c)
 	}
 	b.StopTimer()
-	after, g1 := live()
+	h1, s1, g1 := live()
 	n := float64(len(conns))
-	b.ReportMetric((float64(after)-float64(before))/n, "B/idle-conn")
+	b.ReportMetric((float64(h1+s1)-float64(h0+s0))/n, "B/idle-conn")
+	b.ReportMetric((float64(s1)-float64(s0))/n, "stack-B/idle-conn")
 	b.ReportMetric(float64(g1-g0)/n, "goroutines/idle-conn")
 	for _, c := range conns {
 		c.Close()
