@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"palisade.dev/palisade/internal/config"
+	"palisade.dev/palisade/internal/jwt"
 	"palisade.dev/palisade/internal/proxy"
 	"palisade.dev/palisade/internal/svid"
 )
@@ -44,6 +45,7 @@ type sidecarFlags struct {
 	dnsListen       string
 	dnsUpstreams    string
 	resolvConf      string
+	jwtCacheSize    int
 	// gateway mode
 	gateway        bool
 	gatewayPorts   gatewayFlag
@@ -75,6 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.Float64Var(&f.renewFraction, "renew-fraction", 0.5, "renew the certificate after this fraction of its lifetime")
 	fs.StringVar(&f.accessLog, "access-log", "-", "access log file, - for standard output, empty for none")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	fs.IntVar(&f.jwtCacheSize, "jwt-cache-size", jwt.DefaultTokenCacheSize, "verified JWTs remembered so a repeated token is not verified again (Envoy's jwt_cache_size); 0 turns the cache off")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener (off by default)")
 	fs.BoolVar(&f.capture, "capture", false, "captured mode, as in an Istio pod: serve the traffic palisade-proxy init redirects (outbound on --capture-outbound, inbound on --capture-inbound) and DNS on --dns; --inbound ports then need no listen= and their app defaults to 127.0.0.1:PORT")
 	fs.StringVar(&f.captureOutbound, "capture-outbound", "0.0.0.0:15001", "captured mode: the outbound listener iptables redirects the app's connections to (Istio's 15001)")
@@ -111,6 +114,9 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	}
 	if f.renewFraction <= 0 || f.renewFraction >= 1 {
 		errs = append(errs, fmt.Errorf("--renew-fraction %v: must be between 0 and 1", f.renewFraction))
+	}
+	if f.jwtCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("--jwt-cache-size %d: must be 0 (off) or more", f.jwtCacheSize))
 	}
 	if f.logFormat != "json" && f.logFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format %q: json or text", f.logFormat))

@@ -74,3 +74,35 @@ func TestCaptureFlags(t *testing.T) {
 		})
 	}
 }
+
+func TestJWTCacheSizeFlag(t *testing.T) {
+	base := []string{"--workload", "default/sleep", "--control-plane", "127.0.0.1:15012", "--bundle", "root-cert.pem"}
+	tests := []struct {
+		name    string
+		args    []string
+		want    int
+		wantErr string
+	}{
+		{name: "default is Envoy's 100", want: 100},
+		{name: "larger", args: []string{"--jwt-cache-size", "5000"}, want: 5000},
+		{name: "off", args: []string{"--jwt-cache-size", "0"}, want: 0},
+		{name: "negative", args: []string{"--jwt-cache-size", "-1"}, wantErr: "--jwt-cache-size -1: must be 0 (off) or more"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := parseFlags(append(append([]string{}, base...), tt.args...), io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.jwtCacheSize != tt.want {
+				t.Errorf("jwt cache size = %d, want %d", f.jwtCacheSize, tt.want)
+			}
+		})
+	}
+}

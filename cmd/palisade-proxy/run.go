@@ -95,7 +95,11 @@ func run(ctx context.Context, args []string) error {
 	if f.gateway {
 		self.Ref.Gateway = name
 	}
-	keys := jwt.NewKeyStore(jwt.KeyStoreOptions{Logger: log})
+	cacheSize := f.jwtCacheSize
+	if cacheSize == 0 {
+		cacheSize = -1 // off
+	}
+	keys := jwt.NewKeyStore(jwt.KeyStoreOptions{Logger: log, TokenCacheSize: cacheSize})
 	go keys.Run(ctx)
 	cc := &proxy.Compiler{Self: self, Keys: keys}
 	store := proxy.NewStore(log, cc.Compile)

@@ -66,6 +66,8 @@ type Proxy struct {
 	certs Certs
 	tel   *Telemetry
 
+	sessions sessions // TLS session resumption, tied to our certificate
+
 	mu        sync.Mutex
 	listeners []net.Listener
 	servers   []*http.Server
