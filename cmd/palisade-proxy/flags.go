@@ -37,6 +37,7 @@ type sidecarFlags struct {
 	accessLog      string
 	logFormat      string
 	pprof          bool
+	recordBuffer   int
 	// gateway mode
 	gateway        bool
 	gatewayPorts   gatewayFlag
@@ -69,6 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.StringVar(&f.accessLog, "access-log", "-", "access log file, - for standard output, empty for none")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener (off by default)")
+	fs.IntVar(&f.recordBuffer, "record-buffer", 2048, "how many recent requests and connections the admin listener keeps at /records for the control plane's dashboard (0: none)")
 	if f.gateway {
 		fs.Var(&f.gatewayPorts, "port", "gateway: a Gateway server port and where to listen for it, PORT=HOST:PORT (repeatable)")
 		fs.StringVar(&f.credentialsDir, "credentials-dir", "", "gateway: directory of TLS credentials by credentialName (NAME/tls.crt, tls.key, ca.crt)")
@@ -101,6 +103,9 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	}
 	if f.logFormat != "json" && f.logFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format %q: json or text", f.logFormat))
+	}
+	if f.recordBuffer < 0 {
+		errs = append(errs, fmt.Errorf("--record-buffer %d: must be 0 or more", f.recordBuffer))
 	}
 	if f.gateway && len(f.gatewayPorts) == 0 {
 		errs = append(errs, errors.New("gateway: at least one --port is required"))

@@ -1,0 +1,69 @@
+package telemetry
+
+import "sync"
+
+// Ring keeps the last entries a sidecar reported, for the control plane
+// to collect: a fixed number of them, the oldest overwritten first. Each
+// entry gets a sequence number, so a reader that asks for what came after
+// the last one it saw learns how many it missed when it fell behind.
+type Ring struct {
+	mu   sync.Mutex
+	buf  []Entry
+	next uint64 // sequence number of the next entry added; the first is 1
+}
+
+// NewRing returns a ring holding up to size entries (at least 1).
+func NewRing(size int) *Ring {
+	if size < 1 {
+		size = 1
+	}
+	return &Ring{buf: make([]Entry, size), next: 1}
+}
+
+// Add stores a copy of e.
+func (r *Ring) Add(e *Entry) {
+	r.mu.Lock()
+	r.buf[r.next%uint64(len(r.buf))] = *e
+	r.next++
+	r.mu.Unlock()
+}
+
+// Batch is what Since returns: entries in order, the sequence number to
+// ask for next, and how many entries after the one asked for were
+// already overwritten.
+type Batch struct {
+	Entries []Entry `json:"entries"`
+	Next    uint64  `json:"next"`
+	Dropped uint64  `json:"dropped"`
+}
+
+// Since returns the entries from sequence number from on (0 or 1: from
+// the oldest kept), at most max of them (0: no limit).
+func (r *Ring) Since(from uint64, max int) Batch {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	oldest := uint64(1)
+	if r.next > uint64(len(r.buf)) {
+		oldest = r.next - uint64(len(r.buf))
+	}
+	var b Batch
+	if from < oldest {
+		if from > 0 {
+			b.Dropped = oldest - from
+		}
+		from = oldest
+	}
+	if from > r.next {
+		from = r.next // a reader from before a restart starts over
+	}
+	end := r.next
+	if max > 0 && end-from > uint64(max) {
+		end = from + uint64(max)
+	}
+	b.Entries = make([]Entry, 0, end-from)
+	for s := from; s < end; s++ {
+		b.Entries = append(b.Entries, r.buf[s%uint64(len(r.buf))])
+	}
+	b.Next = end
+	return b
+}
