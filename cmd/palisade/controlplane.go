@@ -15,6 +15,7 @@ import (
 	"palisade.dev/palisade/internal/ca"
 	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/controlplane"
+	"palisade.dev/palisade/internal/dashboard"
 	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/localmesh"
 )
@@ -33,6 +34,8 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	grpcAddr := fs.String("listen", "127.0.0.1:15012", "listener for proxies: config push and the CA")
 	adminAddr := fs.String("admin", "127.0.0.1:15014", "admin API listener")
 	privSock := fs.String("privileged-socket", "", "unix socket for join tokens and root rotation (default STATE/control.sock)")
+	dashAddr := fs.String("dashboard-addr", "", "also serve the dashboard on this listener, behind the token in STATE/"+localmesh.DashboardTokenFile+" (the admin listener always serves it)")
+	dashRecords := fs.Int("dashboard-records", dashboard.DefaultRecordsPerWorkload, "recent requests the dashboard keeps per workload")
 	ttls := addWorkloadTTLFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
@@ -85,6 +88,15 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	defer d.Stop()
+	if *dashRecords <= 0 {
+		return exitError{code: 2, err: fmt.Errorf("--dashboard-records %d: must be above 0", *dashRecords)}
+	}
+	dash, err := dashboard.Attach(ctx, d, dashboard.AttachOptions{Options: dashboard.Options{RecordsPerWorkload: *dashRecords, Log: log},
+		Addr: *dashAddr, TokenFile: filepath.Join(*state, localmesh.DashboardTokenFile)})
+	if err != nil {
+		return err
+	}
+	log.Info("dashboard serving", "admin", "http://"+d.AdminAddr()+"/dashboard/", "exposed", dash.Addr())
 	log.Info("control plane serving", "grpc", d.GRPCAddr(), "admin", d.AdminAddr(), "trustDomain", td.Name())
 	<-ctx.Done()
 	return nil

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,6 +43,7 @@ type Daemon struct {
 	admin    *http.Server
 	priv     *http.Server
 	trustDom spiffeid.TrustDomain
+	ui       atomic.Pointer[http.Handler]
 }
 
 // DaemonOptions configure a control plane.

@@ -23,6 +23,7 @@ import (
 	"palisade.dev/palisade/internal/ca"
 	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/controlplane"
+	"palisade.dev/palisade/internal/dashboard"
 )
 
 // Options configure `palisade up`.
@@ -45,6 +46,12 @@ type Options struct {
 	GatewayPortOffset int
 	Log               *slog.Logger
 	Out               io.Writer // the table and messages for the user
+	// DashboardAddr, when set, exposes the dashboard on a listener of its
+	// own, behind the token in the state directory's dashboard-token;
+	// the admin listener always serves it. DashboardRecords bounds the
+	// records kept per workload.
+	DashboardAddr    string
+	DashboardRecords int
 }
 
 // StateFile is where a running mesh says how to reach it, for `palisade
@@ -63,7 +70,14 @@ type State struct {
 	PrivilegedSocket string `json:"privilegedSocket"`
 	ConfigDir        string `json:"configDir"`
 	PID              int    `json:"pid"`
+	// DashboardAddress is the exposed dashboard listener, "" when none
+	// (the admin listener serves it at /dashboard/).
+	DashboardAddress string `json:"dashboardAddress,omitempty"`
 }
+
+// DashboardTokenFile holds, in the state directory, the token an exposed
+// dashboard asks for (0600).
+const DashboardTokenFile = "dashboard-token"
 
 // Mesh is a running local mesh.
 type Mesh struct {
@@ -126,7 +140,13 @@ func Up(ctx context.Context, o Options) (m *Mesh, err error) {
 			started.Stop()
 		}
 	}()
-	st, _ := json.Marshal(State{AdminAddress: d.AdminAddr(), GRPCAddress: d.GRPCAddr(), PrivilegedSocket: filepath.Join(o.StateDir, PrivilegedSocket), ConfigDir: o.Dir, PID: os.Getpid()})
+	dash, err := dashboard.Attach(ctx, d, dashboard.AttachOptions{Options: dashboard.Options{RecordsPerWorkload: o.DashboardRecords, Log: o.Log},
+		Addr: o.DashboardAddr, TokenFile: filepath.Join(o.StateDir, DashboardTokenFile)})
+	if err != nil {
+		return nil, err
+	}
+	st, _ := json.Marshal(State{AdminAddress: d.AdminAddr(), GRPCAddress: d.GRPCAddr(), PrivilegedSocket: filepath.Join(o.StateDir, PrivilegedSocket), ConfigDir: o.Dir, PID: os.Getpid(),
+		DashboardAddress: dash.Addr()})
 	if err := os.WriteFile(filepath.Join(o.StateDir, StateFile), st, 0o644); err != nil {
 		return nil, fmt.Errorf("localmesh: write state: %w", err)
 	}

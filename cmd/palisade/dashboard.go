@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"palisade.dev/palisade/internal/dashboard"
+	"palisade.dev/palisade/internal/localmesh"
+)
+
+func runDashboard(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("palisade dashboard", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	state := fs.String("state", ".palisade", "state directory of the running mesh")
+	noBrowser := fs.Bool("no-browser", false, "print the URL only")
+	if err := fs.Parse(args); err != nil {
+		return exitError{code: 2}
+	}
+	st, err := readMeshState(*state)
+	if err != nil {
+		return err
+	}
+	url := "http://" + st.AdminAddress + "/dashboard/"
+	if st.DashboardAddress != "" {
+		token, err := dashboard.LoadOrCreateToken(filepath.Join(*state, localmesh.DashboardTokenFile))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Dashboard (this machine): %s\n", url)
+		url = "http://" + st.DashboardAddress + "/dashboard/login?token=" + token
+		fmt.Fprintf(stdout, "Dashboard (exposed, the link carries the token of %s; keep it private): %s\n", filepath.Join(*state, localmesh.DashboardTokenFile), url)
+	} else {
+		fmt.Fprintf(stdout, "Dashboard: %s\n", url)
+	}
+	if *noBrowser {
+		return nil
+	}
+	if opener := browserCommand(os.Getenv); opener != "" {
+		cmd := exec.CommandContext(ctx, opener, url)
+		if err := cmd.Start(); err == nil {
+			go cmd.Wait() //nolint:errcheck // the browser outlives us
+			return nil
+		}
+	}
+	fmt.Fprintln(stdout, "No browser to open here: open the URL above in one.")
+	return nil
+}
+
+// browserCommand is what opens a URL on this machine: $BROWSER, else
+// xdg-open when a display is there; "" when nothing would.
+func browserCommand(getenv func(string) string) string {
+	if b := getenv("BROWSER"); b != "" {
+		return strings.Fields(b)[0]
+	}
+	if getenv("DISPLAY") == "" && getenv("WAYLAND_DISPLAY") == "" {
+		return ""
+	}
+	if p, err := exec.LookPath("xdg-open"); err == nil {
+		return p
+	}
+	return ""
+}
+
+func readMeshState(state string) (*localmesh.State, error) {
+	b, err := os.ReadFile(filepath.Join(state, localmesh.StateFile))
+	if err != nil {
+		return nil, exitError{code: 2, err: fmt.Errorf("no running mesh in %s (start one with palisade up): %w", state, err)}
+	}
+	var st localmesh.State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(state, localmesh.StateFile), err)
+	}
+	return &st, nil
+}
