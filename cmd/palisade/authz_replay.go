@@ -72,7 +72,7 @@ func runAuthzReplay(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		proposed = append(proposed, rs...)
 	}
-	res, err := replay.Run(replay.Overlay(snap, proposed), workloads, entries)
+	res, err := replay.Run(snap, replay.Overlay(snap, proposed), workloads, entries)
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func runAuthzReplay(ctx context.Context, args []string, stdout, stderr io.Writer
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	}
-	fmt.Fprintf(stdout, "Replayed %d recorded requests of the last %s against %s (%d skipped): %d would change.\n", res.Replayed, *since, *dir, res.Skipped, len(res.Changes))
+	fmt.Fprintf(stdout, "Replayed %d recorded requests of the last %s against the config in force and against it with %s (%d skipped): %d would change.\n", res.Replayed, *since, *dir, res.Skipped, len(res.Changes))
 	for _, c := range res.Changes {
 		e := c.Entry
 		src := e.SourcePrincipal
@@ -92,7 +92,7 @@ func runAuthzReplay(ctx context.Context, args []string, stdout, stderr io.Writer
 		if e.Protocol == telemetry.ProtocolTCP {
 			what = fmt.Sprintf("TCP port %d", e.DestinationPort)
 		}
-		fmt.Fprintf(stdout, "  %-16s %s %s → %s/%s %s (was %s; now %s", c.Kind, e.Start.Format(time.RFC3339), src, e.DestinationNamespace, e.DestinationWorkload, what, c.Was, c.Now)
+		fmt.Fprintf(stdout, "  %-16s %s %s → %s/%s %s (recorded %s; in force now %s; proposed %s", c.Kind, e.Start.Format(time.RFC3339), src, e.DestinationNamespace, e.DestinationWorkload, what, c.Recorded, c.Was, c.Now)
 		if c.Policy != "" {
 			fmt.Fprintf(stdout, " by %s", c.Policy)
 		}

@@ -124,7 +124,8 @@ func (d *Dashboard) Handler() http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		res, err := replay.Run(replay.Overlay(d.mesh.Snapshot(), proposed), d.mesh.Workloads(), d.entries(win))
+		cur := d.mesh.Snapshot()
+		res, err := replay.Run(cur, replay.Overlay(cur, proposed), d.mesh.Workloads(), d.entries(win))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

@@ -40,7 +40,7 @@ type DecisionFilter struct {
 
 // Decisions lists the recorded decisions, newest first.
 func (d *Dashboard) Decisions(f DecisionFilter) []Decision {
-	var out []Decision
+	out := []Decision{}
 	rs := d.collector.Records(f.Destination, f.Since)
 	for i := len(rs) - 1; i >= 0; i-- {
 		r := &rs[i]

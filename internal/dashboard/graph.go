@@ -40,7 +40,7 @@ type Edge struct {
 	Denied      int     `json:"denied"`
 	P99Millis   float64 `json:"p99Ms"`
 	// MTLS is "mtls" when every request was mutual TLS, "plaintext" when
-	// none was, "mixed" otherwise.
+	// none was, "mixed" otherwise; "ingress" for an Ingress edge.
 	MTLS string `json:"mtls"`
 	// Ingress marks traffic from outside into the gateway, whose TLS the
 	// Gateway resource sets, not PeerAuthentication.
@@ -84,7 +84,7 @@ type names struct {
 func BuildGraph(m Mesh, records []Record, window time.Duration) Graph {
 	snap := m.Snapshot()
 	td := snap.Mesh.GetTrustDomain()
-	g := Graph{TLS: MeshTLS{WindowSeconds: window.Seconds(), RecordsInWindow: len(records)}}
+	g := Graph{Nodes: []Node{}, Edges: []Edge{}, TLS: MeshTLS{WindowSeconds: window.Seconds(), RecordsInWindow: len(records)}}
 	nm := names{byPrincipal: map[string]string{}}
 	seen := map[string]bool{}
 	dup := map[string]bool{}
@@ -197,6 +197,10 @@ func BuildGraph(m Mesh, records []Record, window time.Duration) Graph {
 		e.ErrorRatio = float64(a.errs) / float64(e.Requests)
 		e.P99Millis = p99(a.durs)
 		switch {
+		case e.Ingress:
+			// The gateway's record says whether its upstream leg was
+			// mTLS; its caller's TLS is the Gateway resource's.
+			e.MTLS = "ingress"
 		case a.plain == 0:
 			e.MTLS = "mtls"
 		case a.mtls == 0:
@@ -204,7 +208,7 @@ func BuildGraph(m Mesh, records []Record, window time.Duration) Graph {
 		default:
 			e.MTLS = "mixed"
 		}
-		if e.MTLS != "mtls" && !e.Ingress {
+		if e.MTLS == "plaintext" || e.MTLS == "mixed" {
 			g.TLS.PlaintextEdges++
 		}
 		g.Edges = append(g.Edges, e)

@@ -29,7 +29,10 @@ const (
 type Change struct {
 	Kind  string          `json:"kind"`
 	Entry telemetry.Entry `json:"entry"`
-	Was   string          `json:"was"` // the recorded decision
+	// Recorded is the decision when the entry was recorded; Was is the
+	// decision under the config in force now.
+	Recorded string `json:"recorded"`
+	Was      string `json:"was"`
 	// Now is the decision under the proposal, Policy what decides it.
 	Now    string `json:"now"`
 	Policy string `json:"policy,omitempty"`
@@ -64,54 +67,82 @@ func Overlay(cur *config.Snapshot, proposed []*config.Resource) *config.Snapshot
 	return out
 }
 
-// engine is one workload's compiled proposal.
+// engine is one workload's compiled config.
 type engine struct {
 	authz *authz.Engine
 	peer  *authn.Resolver
 }
 
-// Run replays the inbound entries against snap, the proposed config.
-// Entries of workloads the registry does not list (the gateway among
-// them) are skipped and counted.
-func Run(snap *config.Snapshot, workloads []*controlplane.Workload, entries []telemetry.Entry) (*Result, error) {
-	var ps []authz.Policy
+// engines compiles a snapshot per workload, once each.
+type engines struct {
+	snap     *config.Snapshot
+	policies []authz.Policy
+	byKey    map[string]*engine
+}
+
+func newEngines(snap *config.Snapshot) *engines {
+	e := &engines{snap: snap, byKey: map[string]*engine{}}
 	for _, r := range snap.OfKind(config.KindAuthorizationPolicy) {
-		ps = append(ps, authz.Policy{Namespace: r.Meta.Namespace, Name: r.Meta.Name, Spec: r.Spec.(*securityv1beta1.AuthorizationPolicy)})
+		e.policies = append(e.policies, authz.Policy{Namespace: r.Meta.Namespace, Name: r.Meta.Name, Spec: r.Spec.(*securityv1beta1.AuthorizationPolicy)})
 	}
+	return e
+}
+
+func (es *engines) of(w *controlplane.Workload) (*engine, error) {
+	key := w.Key.String()
+	if e := es.byKey[key]; e != nil {
+		return e, nil
+	}
+	a, err := authz.Compile(es.policies, w.Ref(), authz.Options{RootNamespace: es.snap.Mesh.GetRootNamespace()})
+	if err != nil {
+		return nil, fmt.Errorf("replay: %s: %w", key, err)
+	}
+	e := &engine{authz: a, peer: controlplane.PeerResolver(es.snap, w.Ref())}
+	es.byKey[key] = e
+	return e, nil
+}
+
+// Run replays the inbound entries against the config in force (current)
+// and against the proposal, and lists the entries whose decision would
+// differ: what applying the proposal changes now, whatever config was in
+// force when they were recorded. Entries of workloads the registry does
+// not list (the gateway among them) are skipped and counted.
+func Run(current, proposed *config.Snapshot, workloads []*controlplane.Workload, entries []telemetry.Entry) (*Result, error) {
 	byKey := map[string]*controlplane.Workload{}
 	for _, w := range workloads {
 		byKey[w.Key.String()] = w
 	}
-	engines := map[string]*engine{}
-	res := &Result{}
+	cur, prop := newEngines(current), newEngines(proposed)
+	res := &Result{Changes: []Change{}}
 	notes := map[string]bool{}
 	for i := range entries {
 		e := &entries[i]
 		if e.Direction != telemetry.Inbound {
 			continue
 		}
-		key := e.DestinationNamespace + "/" + e.DestinationWorkload
-		w := byKey[key]
+		w := byKey[e.DestinationNamespace+"/"+e.DestinationWorkload]
 		if w == nil {
 			res.Skipped++
 			notes["requests to workloads outside the registry (the ingress gateway among them) are not replayed"] = true
 			continue
 		}
-		eng := engines[key]
-		if eng == nil {
-			a, err := authz.Compile(ps, w.Ref(), authz.Options{RootNamespace: snap.Mesh.GetRootNamespace()})
-			if err != nil {
-				return nil, fmt.Errorf("replay: %s: %w", key, err)
-			}
-			eng = &engine{authz: a, peer: controlplane.PeerResolver(snap, w.Ref())}
-			engines[key] = eng
+		ce, err := cur.of(w)
+		if err != nil {
+			return nil, err
+		}
+		pe, err := prop.of(w)
+		if err != nil {
+			return nil, err
 		}
 		res.Replayed++
-		now, policy, reason, note := eng.decide(e)
-		if note != "" {
-			notes[note] = true
+		was, _, _, note1 := ce.decide(e)
+		now, policy, reason, note2 := pe.decide(e)
+		for _, n := range []string{note1, note2} {
+			if n != "" {
+				notes[n] = true
+			}
 		}
-		wasDenied, nowDenied := denied(e.Decision), now != "ALLOW"
+		wasDenied, nowDenied := was != "ALLOW", now != "ALLOW"
 		var kind string
 		switch {
 		case !wasDenied && nowDenied && strings.HasPrefix(policy, "PeerAuthentication"):
@@ -123,9 +154,9 @@ func Run(snap *config.Snapshot, workloads []*controlplane.Workload, entries []te
 		default:
 			continue
 		}
-		res.Changes = append(res.Changes, Change{Kind: kind, Entry: *e, Was: e.Decision, Now: now, Policy: policy, Reason: reason})
+		res.Changes = append(res.Changes, Change{Kind: kind, Entry: *e, Recorded: recorded(e.Decision), Was: was, Now: now, Policy: policy, Reason: reason})
 	}
-	if len(ps) > 0 {
+	if len(prop.policies) > 0 {
 		notes["request headers and JWT claims other than iss and sub are not recorded: conditions on them see none"] = true
 	}
 	for n := range notes {
@@ -135,7 +166,16 @@ func Run(snap *config.Snapshot, workloads []*controlplane.Workload, entries []te
 	return res, nil
 }
 
-// decide is the proposal's decision for one recorded entry, in the order
+// recorded names a recorded decision; a request no policy decided was
+// allowed.
+func recorded(d string) string {
+	if d == "" {
+		return "ALLOW"
+	}
+	return d
+}
+
+// decide is a config's decision for one recorded entry, in the order
 // a sidecar takes them: peer authentication, request authentication,
 // CUSTOM, then DENY and ALLOW.
 func (eng *engine) decide(e *telemetry.Entry) (decision, policy, reason, note string) {

@@ -35,7 +35,7 @@ func Suggest(workloads []*controlplane.Workload, entries []telemetry.Entry) ([]b
 	for i := range entries {
 		e := &entries[i]
 		key := e.DestinationNamespace + "/" + e.DestinationWorkload
-		if e.Direction != telemetry.Inbound || wl[key] == nil || denied(e.Decision) || e.Decision == "" {
+		if e.Direction != telemetry.Inbound || wl[key] == nil || denied(e.Decision) {
 			continue
 		}
 		s := src{}
@@ -92,7 +92,10 @@ func Suggest(workloads []*controlplane.Workload, entries []telemetry.Entry) ([]b
 			if s.principal != "" {
 				from["principals"] = []string{s.principal}
 			} else {
+				// Plaintext from that address only: a mesh identity
+				// from the same address is not let in by it.
 				from["ipBlocks"] = []string{s.ip}
+				from["notPrincipals"] = []string{"*"}
 			}
 			if len(t.methods) > 0 {
 				rules = append(rules, map[string]any{
