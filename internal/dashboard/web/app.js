@@ -50,7 +50,7 @@ function masthead(tls) {
 
 // ---- graph ---------------------------------------------------------------
 
-const COLW = 360, ROWH = 56, PERCOL = 24, TOP = 40, LEFT = 40;
+const COLW = 320, ROWH = 56, PERCOL = 24, TOP = 40, LEFT = 40;
 
 function layout(g) {
   const incoming = {}, out = {};
@@ -101,7 +101,7 @@ function layout(g) {
       x += COLW;
     }
   }
-  return {pos, boxes, width: x + LEFT, height: maxY + 20};
+  return {pos, boxes, width: x + LEFT, height: maxY + 220};
 }
 
 function lockIcon(x, y) {
@@ -120,10 +120,26 @@ function renderGraph(g) {
     const a = L.pos[e.source], b = L.pos[e.destination];
     if (!a || !b) continue;
     const x1 = a.x + 14, y1 = a.y, x2 = b.x - 14, y2 = b.y;
-    const mx = (x1 + x2) / 2 + 40, my = (y1 + y2) / 2;
-    const d = e.source === e.destination
-      ? 'M' + (a.x) + ',' + (a.y - 14) + ' c 30,-40 50,0 14,14'
-      : 'M' + x1 + ',' + y1 + ' C' + mx + ',' + y1 + ' ' + mx + ',' + y2 + ' ' + x2 + ',' + y2;
+    let mx = (x1 + x2) / 2 + 40, my = (y1 + y2) / 2;
+    let d;
+    const span = Math.round((b.x - a.x) / COLW);
+    if (e.source === e.destination) {
+      d = 'M' + a.x + ',' + (a.y - 14) + ' c 30,-40 50,0 14,14';
+    } else if (span === 1 && a.y === b.y) {
+      d = 'M' + x1 + ',' + y1 + ' L' + x2 + ',' + y2;
+    } else if (span >= 1) {
+      d = 'M' + x1 + ',' + y1 + ' C' + (mx - 40) + ',' + y1 + ' ' + (mx - 40) + ',' + y2 + ' ' + x2 + ',' + y2;
+    } else {
+      d = '';
+    }
+    if (span > 1 || span < 1) {
+      // Past other columns, or backwards: an arc below the row, so it
+      // crosses no node.
+      const drop = 50 + 22 * Math.abs(span);
+      d = 'M' + x1 + ',' + y1 + ' C' + (x1 + 40) + ',' + (y1 + drop * 1.33) + ' ' + (x2 - 40) + ',' + (y2 + drop * 1.33) + ' ' + x2 + ',' + y2;
+      my = (y1 + y2) / 2 + drop;
+      mx = (x1 + x2) / 2;
+    }
     const label = e.rate.toFixed(2) + ' rps · ' + (e.errorRatio * 100).toFixed(0) + '% err · p99 ' + e.p99Ms.toFixed(1) + ' ms' + (e.denied ? ' · ' + e.denied + ' denied' : '');
     parts.push('<g class="edge" data-source="' + esc(e.source) + '" data-destination="' + esc(e.destination) + '" data-mtls="' + esc(e.mtls) + '" data-ingress="' + (e.ingress ? 'true' : 'false') + '">' +
       '<title>' + esc(e.source + ' → ' + e.destination + ': ' + e.requests + ' requests, ' + e.mtls) + '</title>' +
@@ -132,7 +148,7 @@ function renderGraph(g) {
     if (e.mtls === 'mtls') {
       parts.push(lockIcon(mx, my));
     } else if (e.ingress) {
-      parts.push('<text class="label" text-anchor="middle" x="' + mx + '" y="' + (my - 8) + '">from outside the mesh</text>');
+      parts.push('<text class="label" text-anchor="middle" x="' + mx + '" y="' + (my + 36) + '">from outside the mesh</text>');
     } else {
       parts.push('<text class="plain-label" text-anchor="middle" x="' + mx + '" y="' + (my - 8) + '">⚠ PLAINTEXT' + (e.mtls === 'mixed' ? ' (some)' : '') + '</text>');
     }
@@ -199,8 +215,8 @@ async function showWorkload(ns, name) {
       (p.setBy.indexOf('/') > 0 && !p.setBy.startsWith('mesh') ? policyLink('PeerAuthentication', p.setBy.split(' ')[0], p.setBy) : esc(p.setBy)) + '</td></tr>').join('') + '</table>');
   rows.push('<h3>Request authentication</h3>' + ((w.requestAuthentications || []).length ? '<ul>' + w.requestAuthentications.map(p => '<li>' + policyLink('RequestAuthentication', p.name) + ' — ' + p.rules + ' JWT rule(s), ' + esc(p.scope) + '</li>').join('') + '</ul>' : '<p class="muted">none</p>'));
   rows.push('<h3>Authorization, in evaluation order</h3>' + ((w.evaluation || []).length ? '<ol id="evaluation">' + w.evaluation.map(p => '<li><b>' + esc(p.action) + '</b> ' + policyLink('AuthorizationPolicy', p.name) + ' — ' + p.rules + ' rule(s), ' + esc(p.scope) + '</li>').join('') + '</ol>' : '<p class="muted">none: every request is allowed</p>'));
-  rows.push('<h3>Recent requests</h3><table id="recent"><tr><th>Time</th><th>Source</th><th>Request</th><th>Code</th><th>Decision</th><th>Policy</th><th>mTLS</th></tr>' +
-    (w.recent || []).map(r => '<tr><td>' + esc(r.Start) + '</td><td>' + esc(r.SourcePrincipal || ('plaintext ' + r.DownstreamRemote)) + '</td><td>' + esc((r.Method || r.Protocol) + ' ' + (r.Path || '')) + '</td><td>' + (r.ResponseCode || '') + '</td><td class="' + (/DENY/.test(r.Decision) ? 'warn' : '') + '">' + esc(r.Decision || 'ALLOW (no policy)') + '</td><td>' + esc(r.Policy || r.AuthError) + '</td><td>' + (r.MTLS ? '<span class="ok">mTLS</span>' : '<span class="warn">plaintext</span>') + '</td></tr>').join('') + '</table>');
+  rows.push('<h3>Recent requests</h3><table id="recent"><tr><th>Time</th><th>Direction</th><th>Peer</th><th>Request</th><th>Code</th><th>Decision</th><th>Policy</th><th>mTLS</th></tr>' +
+    (w.recent || []).map(r => '<tr><td>' + esc(r.Start) + '</td><td>' + esc(r.Direction) + '</td><td>' + esc(r.Direction === 'outbound' ? '→ ' + (r.DestinationService || r.Authority || r.UpstreamHost) : (r.SourcePrincipal || ('plaintext ' + r.DownstreamRemote))) + '</td><td>' + esc((r.Method || r.Protocol) + ' ' + (r.Path || '')) + '</td><td>' + (r.ResponseCode || '') + '</td><td class="' + (/DENY/.test(r.Decision) ? 'warn' : '') + '">' + esc(r.Decision || (r.Direction === 'outbound' ? '' : 'ALLOW (no policy)')) + '</td><td>' + esc(r.Policy || r.AuthError) + '</td><td>' + (r.MTLS ? '<span class="ok">mTLS</span>' : '<span class="warn">plaintext</span>') + '</td></tr>').join('') + '</table>');
   view.innerHTML = rows.join('');
 }
 
