@@ -169,6 +169,24 @@ func (c *Collector) Dropped() uint64 {
 	return c.dropped
 }
 
+// Each calls f with every kept record that started at or after since,
+// workload by workload, without copying; f must not keep e.
+func (c *Collector) Each(since time.Time, f func(workload string, e *telemetry.Entry)) {
+	c.mu.Lock()
+	rings := make(map[string]*telemetry.Ring, len(c.rings))
+	for k, r := range c.rings {
+		rings[k] = r
+	}
+	c.mu.Unlock()
+	for k, r := range rings {
+		r.Do(func(e *telemetry.Entry) {
+			if !e.Start.Before(since) {
+				f(k, e)
+			}
+		})
+	}
+}
+
 // Records returns the kept records that started at or after since, of
 // one workload ("" for all), oldest first.
 func (c *Collector) Records(workload string, since time.Time) []Record {
@@ -182,11 +200,11 @@ func (c *Collector) Records(workload string, since time.Time) []Record {
 	c.mu.Unlock()
 	var out []Record
 	for k, r := range rings {
-		for _, e := range r.Since(0, 0).Entries {
+		r.Do(func(e *telemetry.Entry) {
 			if !e.Start.Before(since) {
-				out = append(out, Record{Workload: k, Entry: e})
+				out = append(out, Record{Workload: k, Entry: *e})
 			}
-		}
+		})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out

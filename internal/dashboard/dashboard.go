@@ -79,7 +79,8 @@ func (d *Dashboard) Handler() http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		writeJSON(w, BuildGraph(d.mesh, d.collector.Records("", d.now().Add(-win)), win))
+		since := d.now().Add(-win)
+		writeJSON(w, BuildGraph(d.mesh, func(f func(string, *telemetry.Entry)) { d.collector.Each(since, f) }, win))
 	})
 	mux.HandleFunc("GET /api/dashboard/workload", func(w http.ResponseWriter, r *http.Request) {
 		v, err := d.Workload(r.Context(), r.URL.Query().Get("name"))

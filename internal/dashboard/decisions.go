@@ -44,7 +44,7 @@ func (d *Dashboard) Decisions(f DecisionFilter) []Decision {
 	rs := d.collector.Records(f.Destination, f.Since)
 	for i := len(rs) - 1; i >= 0; i-- {
 		r := &rs[i]
-		if r.Direction != "inbound" || r.Decision == "" || (!f.All && !isDenied(r)) {
+		if r.Direction != "inbound" || r.Decision == "" || (!f.All && !isDenied(&r.Entry)) {
 			continue
 		}
 		e := decisionOf(r)

@@ -80,11 +80,23 @@ type names struct {
 	byPrincipal map[string]string // spiffe://td/ns/x/sa/y → node id (when one)
 }
 
-// BuildGraph works out the graph from records of the window [now-window, now].
-func BuildGraph(m Mesh, records []Record, window time.Duration) Graph {
+// Records yields records: it calls f with each, without copying.
+type Records func(f func(workload string, e *telemetry.Entry))
+
+// RecordSlice yields the records of a slice.
+func RecordSlice(rs []Record) Records {
+	return func(f func(string, *telemetry.Entry)) {
+		for i := range rs {
+			f(rs[i].Workload, &rs[i].Entry)
+		}
+	}
+}
+
+// BuildGraph works out the graph from the records of a window.
+func BuildGraph(m Mesh, records Records, window time.Duration) Graph {
 	snap := m.Snapshot()
 	td := snap.Mesh.GetTrustDomain()
-	g := Graph{Nodes: []Node{}, Edges: []Edge{}, TLS: MeshTLS{WindowSeconds: window.Seconds(), RecordsInWindow: len(records)}}
+	g := Graph{Nodes: []Node{}, Edges: []Edge{}, TLS: MeshTLS{WindowSeconds: window.Seconds()}}
 	nm := names{byPrincipal: map[string]string{}}
 	seen := map[string]bool{}
 	dup := map[string]bool{}
@@ -157,10 +169,10 @@ func BuildGraph(m Mesh, records []Record, window time.Duration) Graph {
 			gateways[n.ID] = true
 		}
 	}
-	for i := range records {
-		r := &records[i]
+	records(func(workload string, r *telemetry.Entry) {
+		g.TLS.RecordsInWindow++
 		if r.Direction != telemetry.Inbound {
-			continue // the destination's record of the same request counts
+			return // the destination's record of the same request counts
 		}
 		src := nm.source(r)
 		if src != KindUnknown && !seen[src] {
@@ -171,10 +183,10 @@ func BuildGraph(m Mesh, records []Record, window time.Duration) Graph {
 			g.Nodes = append(g.Nodes, Node{ID: KindUnknown, Kind: KindUnknown, Name: "unknown"})
 			seen[KindUnknown] = true
 		}
-		k := [2]string{src, r.Workload}
+		k := [2]string{src, workload}
 		a := edges[k]
 		if a == nil {
-			a = &acc{Edge: Edge{Source: src, Destination: r.Workload, Ingress: gateways[r.Workload]}}
+			a = &acc{Edge: Edge{Source: src, Destination: workload, Ingress: gateways[workload]}}
 			edges[k] = a
 		}
 		a.Requests++
@@ -190,7 +202,7 @@ func BuildGraph(m Mesh, records []Record, window time.Duration) Graph {
 			a.Denied++
 		}
 		a.durs = append(a.durs, r.Duration)
-	}
+	})
 	for _, a := range edges {
 		e := a.Edge
 		e.Rate = float64(e.Requests) / window.Seconds()
@@ -226,7 +238,7 @@ func BuildGraph(m Mesh, records []Record, window time.Duration) Graph {
 // source names the node a record came from: the workload that runs as
 // its peer's identity, the identity itself when several or none do, and
 // "unknown" for plaintext.
-func (nm names) source(r *Record) string {
+func (nm names) source(r *telemetry.Entry) string {
 	if r.SourcePrincipal == "" {
 		return KindUnknown
 	}
@@ -238,7 +250,7 @@ func (nm names) source(r *Record) string {
 
 // isDenied reports whether a record is a refusal by policy: authorization,
 // request authentication, ext_authz, or STRICT mTLS resetting plaintext.
-func isDenied(r *Record) bool {
+func isDenied(r *telemetry.Entry) bool {
 	return strings.Contains(r.Decision, "DENY")
 }
 

@@ -67,3 +67,17 @@ func (r *Ring) Since(from uint64, max int) Batch {
 	b.Next = end
 	return b
 }
+
+// Do calls f with each kept entry, oldest first, without copying them;
+// f must not keep e or call back into r.
+func (r *Ring) Do(f func(e *Entry)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	oldest := uint64(1)
+	if r.next > uint64(len(r.buf)) {
+		oldest = r.next - uint64(len(r.buf))
+	}
+	for s := oldest; s < r.next; s++ {
+		f(&r.buf[s%uint64(len(r.buf))])
+	}
+}
