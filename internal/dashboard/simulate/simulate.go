@@ -69,6 +69,6 @@ func (m *Mesh) Records(now time.Time, per int) []dashboard.Record {
 }
 
 // Workloads, Proxies and Snapshot make Mesh a dashboard.Mesh.
-func (m *Mesh) Workloads() []*controlplane.Workload  { return m.workloads }
+func (m *Mesh) Workloads() []*controlplane.Workload { return m.workloads }
 func (m *Mesh) Proxies() []controlplane.ProxyStatus { return m.proxies }
 func (m *Mesh) Snapshot() *config.Snapshot          { return m.snap }
