@@ -19,7 +19,7 @@ type staticMesh struct {
 	snap      *config.Snapshot
 }
 
-func (m staticMesh) Workloads() []*controlplane.Workload  { return m.workloads }
+func (m staticMesh) Workloads() []*controlplane.Workload { return m.workloads }
 func (m staticMesh) Proxies() []controlplane.ProxyStatus { return m.proxies }
 func (m staticMesh) Snapshot() *config.Snapshot          { return m.snap }
 
