@@ -86,16 +86,18 @@ func Suggest(workloads []*controlplane.Workload, entries []telemetry.Entry) ([]b
 			return srcs[i].ip < srcs[j].ip
 		})
 		var rules []any
+		plaintext := false
 		for _, s := range srcs {
 			t := byWorkload[k][s]
 			from := map[string]any{}
 			if s.principal != "" {
 				from["principals"] = []string{s.principal}
 			} else {
-				// Plaintext from that address only: a mesh identity
-				// from the same address is not let in by it.
+				// A plaintext caller has only its address. (An ALLOW
+				// cannot say "without a principal": notPrincipals
+				// fails closed on a missing one.)
 				from["ipBlocks"] = []string{s.ip}
-				from["notPrincipals"] = []string{"*"}
+				plaintext = true
 			}
 			if len(t.methods) > 0 {
 				rules = append(rules, map[string]any{
@@ -133,6 +135,9 @@ func Suggest(workloads []*controlplane.Workload, entries []telemetry.Entry) ([]b
 			out = append(out, "---\n"...)
 		}
 		out = append(out, fmt.Sprintf("# Allows exactly the traffic %s received in the recorded window.\n", k)...)
+		if plaintext {
+			out = append(out, "# It received plaintext: the ipBlocks rules admit what comes from those addresses.\n"...)
+		}
 		out = append(out, b...)
 	}
 	return out, nil
