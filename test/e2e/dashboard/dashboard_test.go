@@ -18,8 +18,10 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"palisade.dev/palisade/internal/dashboard"
+	"palisade.dev/palisade/internal/localmesh"
 	"palisade.dev/palisade/internal/replay"
 	"palisade.dev/palisade/test/e2e/meshtest"
+	"palisade.dev/palisade/test/peers"
 )
 
 // The workshop mesh, seen in a real browser: the graph, its locks, the
@@ -30,14 +32,36 @@ func TestDashboardWorkshop(t *testing.T) {
 	b := meshtest.Build(t)
 	dir := meshtest.CopyDir(t, filepath.Join(b.Root, "examples", "workshop"))
 	offset := freeOffset(t)
-	m := meshtest.Up(t, b, dir, "--gateway-port-offset", fmt.Sprint(offset))
+	exposed := peers.FreeAddr(t)
+	m := meshtest.Up(t, b, dir, "--gateway-port-offset", fmt.Sprint(offset), "--dashboard-addr", exposed)
 	gateway := fmt.Sprintf("http://127.0.0.1:%d/", 80+offset)
-	ui := "http://" + m.Admin + "/dashboard/"
 
+	// The exposed listener wants the token of the state directory; the
+	// browser logs in with the link palisade dashboard prints, and uses
+	// the exposed listener from then on.
+	tokenFile := filepath.Join(m.State, localmesh.DashboardTokenFile)
+	fi, err := os.Stat(tokenFile)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file %s: %v %v", tokenFile, fi, err)
+	}
+	tok, _ := os.ReadFile(tokenFile)
+	token := strings.TrimSpace(string(tok))
+	if code := getStatus(t, "http://"+exposed+"/api/dashboard/graph", ""); code != http.StatusUnauthorized {
+		t.Errorf("exposed listener without the token: %d, want 401", code)
+	}
+	if code := getStatus(t, "http://"+exposed+"/api/dashboard/graph", token); code != http.StatusOK {
+		t.Errorf("exposed listener with the token: %d, want 200", code)
+	}
+	if code := getStatus(t, "http://"+m.Admin+"/api/dashboard/graph", ""); code != http.StatusOK {
+		t.Errorf("admin listener on loopback: %d, want 200", code)
+	}
 	out, err := m.Palisade("dashboard", "--state", m.State, "--no-browser")
-	if err != nil || !strings.Contains(out, ui) {
+	login := "http://" + exposed + "/dashboard/login?token=" + token
+	if err != nil || !strings.Contains(out, "http://"+m.Admin+"/dashboard/") || !strings.Contains(out, login) {
 		t.Fatalf("palisade dashboard: %v\n%s", err, out)
 	}
+	br.run(20*time.Second, chromedp.Navigate(login))
+	ui := "http://" + exposed + "/dashboard/"
 
 	for range 5 {
 		get(t, http.DefaultClient, gateway, "", http.StatusOK)
@@ -277,6 +301,21 @@ func get(t *testing.T, c *http.Client, url, requestID string, want int) int {
 	if want != 0 && resp.StatusCode != want {
 		t.Fatalf("GET %s: %d, want %d", url, resp.StatusCode, want)
 	}
+	return resp.StatusCode
+}
+
+// getStatus is the status of a GET, with a bearer token when one is given.
+func getStatus(t *testing.T, url, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 	return resp.StatusCode
 }
 
