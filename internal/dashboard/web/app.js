@@ -6,6 +6,7 @@ const view = document.getElementById('view');
 const windowSel = document.getElementById('window');
 let timer = null;
 let lastGraph = '';
+let graphNS = '';
 
 function esc(s) {
   return String(s == null ? '' : s).replace(/[&<>"']/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}[c]));
@@ -167,10 +168,21 @@ function renderGraph(g) {
   return parts.join('');
 }
 
+// inNamespace keeps a namespace's nodes, the nodes they talk with, and
+// the edges among them.
+function inNamespace(g, ns) {
+  const keep = new Set(g.nodes.filter(n => n.namespace === ns).map(n => n.id));
+  const edges = g.edges.filter(e => keep.has(e.source) || keep.has(e.destination));
+  for (const e of edges) { keep.add(e.source); keep.add(e.destination); }
+  return {nodes: g.nodes.filter(n => keep.has(n.id)), edges: edges, tls: g.tls};
+}
+
 async function showGraph() {
   if (!document.getElementById('graph')) {
-    view.innerHTML = '<h2>Service graph</h2><div id="graph-banner"></div><div id="graph"><p class="muted">loading…</p></div>' +
+    view.innerHTML = '<h2>Service graph</h2><div class="filters"><label>namespace <select id="graph-ns"><option value="">all</option></select></label></div>' +
+      '<div id="graph-banner"></div><div id="graph"><p class="muted">loading…</p></div>' +
       '<p class="muted">Edges: traffic seen in the window, from the destination sidecars\' records. A lock marks mutual TLS; a red dashed edge is plaintext.</p>';
+    document.getElementById('graph-ns').addEventListener('change', ev => { graphNS = ev.target.value; lastGraph = ''; showGraph().catch(() => {}); });
     document.getElementById('graph').addEventListener('click', ev => {
       const n = ev.target.closest('.node');
       if (n && n.dataset.kind !== 'unknown' && n.dataset.id.indexOf('/') > 0) location.hash = '#/workload/' + n.dataset.id;
@@ -182,7 +194,12 @@ async function showGraph() {
   const key = JSON.stringify(g);
   if (key !== lastGraph) {
     lastGraph = key;
-    document.getElementById('graph').innerHTML = renderGraph(g);
+    const sel = document.getElementById('graph-ns');
+    const namespaces = [...new Set(g.nodes.map(n => n.namespace).filter(Boolean))].sort();
+    if (sel.options.length !== namespaces.length + 1) {
+      sel.innerHTML = '<option value="">all</option>' + namespaces.map(ns => '<option' + (ns === graphNS ? ' selected' : '') + '>' + esc(ns) + '</option>').join('');
+    }
+    document.getElementById('graph').innerHTML = renderGraph(graphNS ? inNamespace(g, graphNS) : g);
     const banner = document.getElementById('graph-banner');
     banner.innerHTML = g.tls.plaintextEdges ? '<div class="banner">⚠ ' + g.tls.plaintextEdges + ' edge(s) carried plaintext in the window</div>' : '';
   }
