@@ -93,7 +93,7 @@ func TestRunDashboard(t *testing.T) {
 func TestAuthzReplayFlags(t *testing.T) {
 	state := writeState(t, localmesh.State{AdminAddress: "127.0.0.1:1"})
 	for _, args := range [][]string{
-		{"--state", state},                                // no -f
+		{"--state", state}, // no -f
 		{"--state", state, "-f", "x", "--since", "0s"},    // empty window
 		{"--state", state, "-f", "x", "--since", "1000h"}, // past the longest
 	} {
