@@ -70,7 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.StringVar(&f.accessLog, "access-log", "-", "access log file, - for standard output, empty for none")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener (off by default)")
-	fs.IntVar(&f.recordBuffer, "record-buffer", 2048, "how many recent requests and connections the admin listener keeps at /records for the control plane's dashboard (0: none)")
+	fs.IntVar(&f.recordBuffer, "record-buffer", 1024, "how many recent requests and connections the admin listener keeps at /records for the control plane's dashboard, under 1 KiB each (0: none)")
 	if f.gateway {
 		fs.Var(&f.gatewayPorts, "port", "gateway: a Gateway server port and where to listen for it, PORT=HOST:PORT (repeatable)")
 		fs.StringVar(&f.credentialsDir, "credentials-dir", "", "gateway: directory of TLS credentials by credentialName (NAME/tls.crt, tls.key, ca.crt)")

@@ -35,7 +35,7 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	adminAddr := fs.String("admin", "127.0.0.1:15014", "admin API listener")
 	privSock := fs.String("privileged-socket", "", "unix socket for join tokens and root rotation (default STATE/control.sock)")
 	dashAddr := fs.String("dashboard-addr", "", "also serve the dashboard on this listener, behind the token in STATE/"+localmesh.DashboardTokenFile+" (the admin listener always serves it)")
-	dashRecords := fs.Int("dashboard-records", dashboard.DefaultRecordsPerWorkload, "recent requests the dashboard keeps per workload")
+	dashRecords := fs.Int("dashboard-records", dashboard.DefaultRecordsPerWorkload, "recent requests the dashboard keeps per workload (about 1 KiB each)")
 	ttls := addWorkloadTTLFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}

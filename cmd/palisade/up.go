@@ -28,7 +28,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	grace := fs.Duration("root-rotation-grace", 0, "how long a new root is trusted before it issues (default 1h)")
 	verbose := fs.Bool("v", false, "log at debug level")
 	dashAddr := fs.String("dashboard-addr", "", "also serve the dashboard on this listener, behind the token in STATE/"+localmesh.DashboardTokenFile+" (the admin listener always serves it, on loopback)")
-	dashRecords := fs.Int("dashboard-records", dashboard.DefaultRecordsPerWorkload, "recent requests the dashboard keeps per workload")
+	dashRecords := fs.Int("dashboard-records", dashboard.DefaultRecordsPerWorkload, "recent requests the dashboard keeps per workload (about 1 KiB each)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: palisade up [flags] [DIR]\n\nRuns the mesh in DIR (default: the workshop sample app) on this machine.")
 		fs.PrintDefaults()

@@ -49,8 +49,9 @@ type cursor struct {
 	next        uint64
 }
 
-// DefaultRecordsPerWorkload is the ring size when none is given.
-const DefaultRecordsPerWorkload = 2000
+// DefaultRecordsPerWorkload is the ring size when none is given. A
+// record takes about 1 KiB: 1,000 workloads keep about 1 GiB at most.
+const DefaultRecordsPerWorkload = 1000
 
 // NewCollector returns a collector keeping up to perWorkload records for
 // each workload, reading every interval.
