@@ -8,24 +8,38 @@ import "sync"
 // the last one it saw learns how many it missed when it fell behind.
 type Ring struct {
 	mu   sync.Mutex
-	buf  []Entry
-	next uint64 // sequence number of the next entry added; the first is 1
+	size uint64
+	buf  []Entry // grows to size; entry s is at (s-1) % size
+	next uint64  // sequence number of the next entry added; the first is 1
 }
 
-// NewRing returns a ring holding up to size entries (at least 1).
+// NewRing returns a ring holding up to size entries (at least 1). Its
+// memory grows with use, up to size entries.
 func NewRing(size int) *Ring {
 	if size < 1 {
 		size = 1
 	}
-	return &Ring{buf: make([]Entry, size), next: 1}
+	return &Ring{size: uint64(size), next: 1}
 }
 
 // Add stores a copy of e.
 func (r *Ring) Add(e *Entry) {
 	r.mu.Lock()
-	r.buf[r.next%uint64(len(r.buf))] = *e
+	if i := (r.next - 1) % r.size; i == uint64(len(r.buf)) {
+		r.buf = append(r.buf, *e)
+	} else {
+		r.buf[i] = *e
+	}
 	r.next++
 	r.mu.Unlock()
+}
+
+// oldest is the sequence number of the oldest entry kept.
+func (r *Ring) oldest() uint64 {
+	if r.next-1 > r.size {
+		return r.next - r.size
+	}
+	return 1
 }
 
 // Batch is what Since returns: entries in order, the sequence number to
@@ -42,10 +56,7 @@ type Batch struct {
 func (r *Ring) Since(from uint64, max int) Batch {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	oldest := uint64(1)
-	if r.next > uint64(len(r.buf)) {
-		oldest = r.next - uint64(len(r.buf))
-	}
+	oldest := r.oldest()
 	var b Batch
 	if from < oldest {
 		if from > 0 {
@@ -62,7 +73,7 @@ func (r *Ring) Since(from uint64, max int) Batch {
 	}
 	b.Entries = make([]Entry, 0, end-from)
 	for s := from; s < end; s++ {
-		b.Entries = append(b.Entries, r.buf[s%uint64(len(r.buf))])
+		b.Entries = append(b.Entries, r.buf[(s-1)%r.size])
 	}
 	b.Next = end
 	return b
@@ -73,11 +84,7 @@ func (r *Ring) Since(from uint64, max int) Batch {
 func (r *Ring) Do(f func(e *Entry)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	oldest := uint64(1)
-	if r.next > uint64(len(r.buf)) {
-		oldest = r.next - uint64(len(r.buf))
-	}
-	for s := oldest; s < r.next; s++ {
-		f(&r.buf[s%uint64(len(r.buf))])
+	for s := r.oldest(); s < r.next; s++ {
+		f(&r.buf[(s-1)%r.size])
 	}
 }

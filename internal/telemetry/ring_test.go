@@ -88,3 +88,19 @@ func BenchmarkRingAdd(b *testing.B) {
 		r.Add(e)
 	}
 }
+
+// A ring takes memory as entries come, not all at once.
+func TestRingGrowsWithUse(t *testing.T) {
+	r := NewRing(1000)
+	r.Add(&Entry{})
+	r.Add(&Entry{})
+	if len(r.buf) != 2 {
+		t.Errorf("%d entries held after 2 added", len(r.buf))
+	}
+	for range 2000 {
+		r.Add(&Entry{})
+	}
+	if len(r.buf) != 1000 {
+		t.Errorf("%d entries held, want the size, 1000", len(r.buf))
+	}
+}
