@@ -148,7 +148,30 @@ spec:
 	})()`, notAfter))
 	br.screenshot("workload-frontend")
 
-	replayWindow(t, m, dir)
+	proposal, changes := replayWindow(t, m, dir)
+
+	// The same preview in the page: paste, replay, the same changes.
+	br.run(10*time.Second, chromedp.Navigate(ui+"#/preview"))
+	yamlJS, _ := json.Marshal(proposal)
+	br.waitFor(5*time.Second, "the preview page", fmt.Sprintf(`(() => {
+		const ta = document.getElementById('proposal');
+		if (!ta) return 'no textarea';
+		ta.value = %s;
+		return '';
+	})()`, yamlJS))
+	br.run(10*time.Second, chromedp.Click(chromedp.CSS("#replay")))
+	br.waitFor(10*time.Second, "the previewed changes", fmt.Sprintf(`(() => {
+		const rows = [...document.querySelectorAll('#changes tr.change')];
+		if (rows.length !== %d) return rows.length + ' changes listed';
+		for (const r of rows) if (r.dataset.kind !== %q || !r.textContent.includes('deny-frontend-reads')) return 'row: ' + r.textContent;
+		return '';
+	})()`, changes, replay.AllowedToDenied))
+	br.screenshot("preview-deny")
+	br.run(10*time.Second, chromedp.Click(chromedp.CSS("#suggest")))
+	br.waitFor(10*time.Second, "the suggested policies", `(() => {
+		const s = document.getElementById('suggested');
+		return s && s.textContent.includes('kind: AuthorizationPolicy') && s.textContent.includes('catalogdetail-observed') ? '' : 'no suggestion';
+	})()`)
 
 	// PERMISSIVE: a plain client's edge appears, without a lock.
 	writeFile(t, dir, "peerauthentication.yaml", `apiVersion: security.istio.io/v1
@@ -191,7 +214,7 @@ spec:
 // proposed DENY lists exactly the requests it would deny, and the
 // suggested policies allow all recorded traffic and deny a source never
 // seen.
-func replayWindow(t *testing.T, m *meshtest.Mesh, dir string) {
+func replayWindow(t *testing.T, m *meshtest.Mesh, dir string) (proposal string, changes int) {
 	t.Helper()
 	var recs struct {
 		Records []dashboard.Record `json:"records"`
@@ -207,8 +230,8 @@ func replayWindow(t *testing.T, m *meshtest.Mesh, dir string) {
 	if len(want) == 0 {
 		t.Fatal("no recorded request from frontend to productcatalog")
 	}
-	proposal := t.TempDir()
-	writeFile(t, proposal, "deny-frontend-reads.yaml", `apiVersion: security.istio.io/v1
+	pdir := t.TempDir()
+	proposal = `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata:
   name: deny-frontend-reads
@@ -225,8 +248,9 @@ spec:
     to:
     - operation:
         methods: ["GET"]
-`)
-	res := runReplay(t, m, "-f", proposal, "--since", "15m", "-o", "json")
+`
+	writeFile(t, pdir, "deny-frontend-reads.yaml", proposal)
+	res := runReplay(t, m, "-f", pdir, "--since", "15m", "-o", "json")
 	var got []string
 	for _, c := range res.Changes {
 		if c.Kind != replay.AllowedToDenied || c.Policy != "DENY workshop/deny-frontend-reads rule 0" {
@@ -240,7 +264,7 @@ spec:
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("the proposed DENY would deny:\n%s\nwant exactly the recorded requests:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	text, err := m.Palisade("authz", "replay", "--state", m.State, "-f", proposal, "--since", "15m")
+	text, err := m.Palisade("authz", "replay", "--state", m.State, "-f", pdir, "--since", "15m")
 	if err != nil || !strings.Contains(text, fmt.Sprintf("%d would change", len(want))) {
 		t.Errorf("authz replay (text): %v\n%s", err, text)
 	}
@@ -270,6 +294,7 @@ spec:
 	if out, err := m.Palisade("authz", "check", "-f", applied, "--to", "workshop/catalogdetail", "--from", "workshop/frontend", "--path", "/catalogDetail"); err == nil || !strings.Contains(out, "DENY") {
 		t.Errorf("a source never seen is not denied by the suggestion: %v\n%s", err, out)
 	}
+	return proposal, len(want)
 }
 
 func runReplay(t *testing.T, m *meshtest.Mesh, args ...string) *replay.Result {
