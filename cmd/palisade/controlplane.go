@@ -34,14 +34,16 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	grpcAddr := fs.String("listen", "127.0.0.1:15012", "listener for proxies: config push and the CA")
 	adminAddr := fs.String("admin", "127.0.0.1:15014", "admin API listener")
 	privSock := fs.String("privileged-socket", "", "unix socket for join tokens and root rotation (default STATE/control.sock)")
-	dashAddr := fs.String("dashboard-addr", "", "also serve the dashboard on this listener, behind the token in STATE/"+localmesh.DashboardTokenFile+" (the admin listener always serves it)")
-	dashRecords := fs.Int("dashboard-records", dashboard.DefaultRecordsPerWorkload, "recent requests the dashboard keeps per workload (about 1 KiB each)")
+	dashFlags := addDashboardFlags(fs)
 	ttls := addWorkloadTTLFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
 	}
 	if *dir == "" {
 		return exitError{code: 2, err: fmt.Errorf("--config is required")}
+	}
+	if err := dashFlags.check(); err != nil {
+		return exitError{code: 2, err: err}
 	}
 	maxTTL, defTTL, err := ttls.resolve(fs, os.Getenv)
 	if err != nil {
@@ -88,15 +90,13 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	defer d.Stop()
-	if *dashRecords <= 0 {
-		return exitError{code: 2, err: fmt.Errorf("--dashboard-records %d: must be above 0", *dashRecords)}
-	}
-	dash, err := dashboard.Attach(ctx, d, dashboard.AttachOptions{Options: dashboard.Options{RecordsPerWorkload: *dashRecords, Log: log},
-		Addr: *dashAddr, TokenFile: filepath.Join(*state, localmesh.DashboardTokenFile)})
+	do := dashFlags.options()
+	do.Log, do.TokenFile = log, filepath.Join(*state, localmesh.DashboardTokenFile)
+	dash, err := dashboard.Attach(ctx, d, do)
 	if err != nil {
 		return err
 	}
-	log.Info("dashboard serving", "admin", "http://"+d.AdminAddr()+"/dashboard/", "exposed", dash.Addr())
+	log.Info("dashboard serving", "admin", "http://"+d.AdminAddr()+"/dashboard/", "exposed", dash.URL())
 	log.Info("control plane serving", "grpc", d.GRPCAddr(), "admin", d.AdminAddr(), "trustDomain", td.Name())
 	<-ctx.Done()
 	return nil

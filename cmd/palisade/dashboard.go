@@ -28,13 +28,13 @@ func runDashboard(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	url := "http://" + st.AdminAddress + "/dashboard/"
-	if st.DashboardAddress != "" {
+	if st.DashboardURL != "" {
 		token, err := dashboard.LoadOrCreateToken(filepath.Join(*state, localmesh.DashboardTokenFile))
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "Dashboard (this machine): %s\n", url)
-		url = "http://" + st.DashboardAddress + "/dashboard/login?token=" + token
+		url = st.DashboardURL + "/dashboard/login?token=" + token
 		fmt.Fprintf(stdout, "Dashboard (exposed, the link carries the token of %s; keep it private): %s\n", filepath.Join(*state, localmesh.DashboardTokenFile), url)
 	} else {
 		fmt.Fprintf(stdout, "Dashboard: %s\n", url)
@@ -78,4 +78,36 @@ func readMeshState(state string) (*localmesh.State, error) {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(state, localmesh.StateFile), err)
 	}
 	return &st, nil
+}
+
+// dashboardFlags are the dashboard's flags of up and control-plane.
+type dashboardFlags struct {
+	addr, cert, key string
+	plaintext       bool
+	records         int
+}
+
+func addDashboardFlags(fs *flag.FlagSet) *dashboardFlags {
+	f := &dashboardFlags{}
+	fs.StringVar(&f.addr, "dashboard-addr", "", "also serve the dashboard on this listener, behind the token in STATE/"+localmesh.DashboardTokenFile+" (the admin listener always serves it, on loopback)")
+	fs.StringVar(&f.cert, "dashboard-tls-cert", "", "PEM certificate (chain) for --dashboard-addr to serve HTTPS with")
+	fs.StringVar(&f.key, "dashboard-tls-key", "", "PEM private key of --dashboard-tls-cert")
+	fs.BoolVar(&f.plaintext, "dashboard-insecure-plaintext", false, "allow --dashboard-addr on a non-loopback address without TLS (the token then crosses the network in the clear)")
+	fs.IntVar(&f.records, "dashboard-records", dashboard.DefaultRecordsPerWorkload, "recent requests the dashboard keeps per workload (about 1 KiB each)")
+	return f
+}
+
+func (f *dashboardFlags) check() error {
+	if f.records <= 0 {
+		return fmt.Errorf("--dashboard-records %d: must be above 0", f.records)
+	}
+	if f.addr == "" && (f.cert != "" || f.key != "" || f.plaintext) {
+		return fmt.Errorf("--dashboard-tls-cert, --dashboard-tls-key and --dashboard-insecure-plaintext apply to --dashboard-addr, which is not set")
+	}
+	return nil
+}
+
+func (f *dashboardFlags) options() dashboard.AttachOptions {
+	return dashboard.AttachOptions{Options: dashboard.Options{RecordsPerWorkload: f.records}, Addr: f.addr,
+		CertFile: f.cert, KeyFile: f.key, InsecurePlaintext: f.plaintext}
 }

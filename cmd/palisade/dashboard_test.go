@@ -46,7 +46,7 @@ func TestRunDashboard(t *testing.T) {
 	t.Setenv("DISPLAY", "")
 	t.Setenv("WAYLAND_DISPLAY", "")
 	loopback := writeState(t, localmesh.State{AdminAddress: "127.0.0.1:15014"})
-	exposed := writeState(t, localmesh.State{AdminAddress: "127.0.0.1:15014", DashboardAddress: "10.0.0.5:8443"})
+	exposed := writeState(t, localmesh.State{AdminAddress: "127.0.0.1:15014", DashboardURL: "https://10.0.0.5:8443"})
 	tests := []struct {
 		name     string
 		state    string
@@ -54,7 +54,7 @@ func TestRunDashboard(t *testing.T) {
 		wantCode int
 	}{
 		{name: "the admin listener", state: loopback, want: []string{"Dashboard: http://127.0.0.1:15014/dashboard/", "No browser to open here"}},
-		{name: "exposed, with its token", state: exposed, want: []string{"http://127.0.0.1:15014/dashboard/", "http://10.0.0.5:8443/dashboard/login?token="}},
+		{name: "exposed, with its token", state: exposed, want: []string{"http://127.0.0.1:15014/dashboard/", "https://10.0.0.5:8443/dashboard/login?token="}},
 		{name: "no mesh", state: t.TempDir(), wantCode: 2},
 	}
 	for _, tc := range tests {

@@ -12,7 +12,6 @@ import (
 
 	"palisade.dev/palisade/examples/workshop"
 	"palisade.dev/palisade/internal/ca"
-	"palisade.dev/palisade/internal/dashboard"
 	"palisade.dev/palisade/internal/localmesh"
 )
 
@@ -27,8 +26,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gwOffset := fs.Int("gateway-port-offset", 8000, "the ingress gateway listens for Gateway ports below 1024 at port+offset (80 on 8080)")
 	grace := fs.Duration("root-rotation-grace", 0, "how long a new root is trusted before it issues (default 1h)")
 	verbose := fs.Bool("v", false, "log at debug level")
-	dashAddr := fs.String("dashboard-addr", "", "also serve the dashboard on this listener, behind the token in STATE/"+localmesh.DashboardTokenFile+" (the admin listener always serves it, on loopback)")
-	dashRecords := fs.Int("dashboard-records", dashboard.DefaultRecordsPerWorkload, "recent requests the dashboard keeps per workload (about 1 KiB each)")
+	dash := addDashboardFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: palisade up [flags] [DIR]\n\nRuns the mesh in DIR (default: the workshop sample app) on this machine.")
 		fs.PrintDefaults()
@@ -36,8 +34,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2, err: nil}
 	}
-	if *dashRecords <= 0 {
-		return exitError{code: 2, err: fmt.Errorf("--dashboard-records %d: must be above 0", *dashRecords)}
+	if err := dash.check(); err != nil {
+		return exitError{code: 2, err: err}
 	}
 	if fs.NArg() > 1 {
 		return exitError{code: 2, err: fmt.Errorf("up takes one directory, got %q", fs.Args())}
@@ -72,7 +70,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	m, err := localmesh.Up(ctx, localmesh.Options{
 		Dir: dir, StateDir: absState, ProxyBin: filepath.Join(binDir, "palisade-proxy"), BinDir: binDir,
 		GRPCListen: *grpcAddr, AdminListen: *adminAddr, CertTTL: *certTTL, MaxCertTTL: maxCertTTL, RotationGrace: *grace, GatewayPortOffset: *gwOffset, Log: log, Out: stdout,
-		DashboardAddr: *dashAddr, DashboardRecords: *dashRecords,
+		Dashboard: dash.options(),
 	})
 	if err != nil {
 		return err

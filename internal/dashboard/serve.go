@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -19,13 +20,17 @@ type AttachOptions struct {
 	// it needs the token in TokenFile.
 	Addr      string
 	TokenFile string
+	// CertFile and KeyFile make Addr serve HTTPS. A non-loopback Addr
+	// without them is refused unless InsecurePlaintext is set: the token
+	// would cross the network in the clear.
+	CertFile, KeyFile string
+	InsecurePlaintext bool
 }
 
 // Attached is a dashboard serving for a control plane.
 type Attached struct {
 	*Dashboard
-	ln  net.Listener
-	srv *http.Server
+	url string
 }
 
 // Attach mounts a dashboard on d's admin listener, starts collecting the
@@ -35,31 +40,68 @@ func Attach(ctx context.Context, d *controlplane.Daemon, o AttachOptions) (*Atta
 	dash := New(d.Push, o.Options)
 	a := &Attached{Dashboard: dash}
 	if o.Addr != "" {
-		if o.TokenFile == "" {
-			return nil, errors.New("dashboard: an exposed listener needs a token file")
-		}
-		token, err := LoadOrCreateToken(o.TokenFile)
+		url, err := serveExposed(ctx, dash.Handler(), o)
 		if err != nil {
 			return nil, err
 		}
-		ln, err := net.Listen("tcp", o.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("dashboard: listen %s: %w", o.Addr, err)
-		}
-		a.ln = ln
-		a.srv = &http.Server{Handler: RequireToken(dash.Handler(), token), ReadHeaderTimeout: 10 * time.Second}
-		go a.srv.Serve(ln) //nolint:errcheck // ends with Close
-		go func() { <-ctx.Done(); a.srv.Close() }()
+		a.url = url
 	}
 	d.Mount(dash.Handler())
 	go dash.Run(ctx)
 	return a, nil
 }
 
-// Addr is the exposed listener's address, "" when there is none.
-func (a *Attached) Addr() string {
-	if a.ln == nil {
-		return ""
+// URL is the exposed listener's base URL ("https://host:port"), "" when
+// there is none.
+func (a *Attached) URL() string { return a.url }
+
+// serveExposed serves h on o.Addr behind the token, over TLS when a
+// certificate is given, until ctx ends; it returns the base URL.
+func serveExposed(ctx context.Context, h http.Handler, o AttachOptions) (string, error) {
+	if o.TokenFile == "" {
+		return "", errors.New("dashboard: an exposed listener needs a token file")
 	}
-	return a.ln.Addr().String()
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return "", errors.New("dashboard: a TLS certificate needs its key, and a key its certificate")
+	}
+	var tlsConf *tls.Config
+	if o.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return "", fmt.Errorf("dashboard: TLS certificate: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	} else if !o.InsecurePlaintext && !loopback(o.Addr) {
+		return "", fmt.Errorf("dashboard: %s is not a loopback address: serving it without TLS would send the dashboard token in the clear; give a TLS certificate and key, or ask for plaintext explicitly", o.Addr)
+	}
+	token, err := LoadOrCreateToken(o.TokenFile)
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return "", fmt.Errorf("dashboard: listen %s: %w", o.Addr, err)
+	}
+	scheme := "http"
+	if tlsConf != nil {
+		ln, scheme = tls.NewListener(ln, tlsConf), "https"
+	}
+	srv := &http.Server{Handler: RequireToken(h, token), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	go func() { <-ctx.Done(); srv.Close() }()
+	return scheme + "://" + ln.Addr().String(), nil
+}
+
+// loopback reports whether addr (host:port) can only be reached from this
+// machine.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

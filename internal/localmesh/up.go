@@ -46,12 +46,11 @@ type Options struct {
 	GatewayPortOffset int
 	Log               *slog.Logger
 	Out               io.Writer // the table and messages for the user
-	// DashboardAddr, when set, exposes the dashboard on a listener of its
-	// own, behind the token in the state directory's dashboard-token;
-	// the admin listener always serves it. DashboardRecords bounds the
-	// records kept per workload.
-	DashboardAddr    string
-	DashboardRecords int
+	// Dashboard says where the dashboard is exposed besides the admin
+	// listener, which always serves it: a listener of its own behind the
+	// token in the state directory's dashboard-token (TokenFile is set
+	// here), and how many records it keeps per workload.
+	Dashboard dashboard.AttachOptions
 }
 
 // StateFile is where a running mesh says how to reach it, for `palisade
@@ -70,9 +69,9 @@ type State struct {
 	PrivilegedSocket string `json:"privilegedSocket"`
 	ConfigDir        string `json:"configDir"`
 	PID              int    `json:"pid"`
-	// DashboardAddress is the exposed dashboard listener, "" when none
-	// (the admin listener serves it at /dashboard/).
-	DashboardAddress string `json:"dashboardAddress,omitempty"`
+	// DashboardURL is the exposed dashboard listener's base URL, "" when
+	// none (the admin listener serves it at /dashboard/).
+	DashboardURL string `json:"dashboardURL,omitempty"`
 }
 
 // DashboardTokenFile holds, in the state directory, the token an exposed
@@ -140,13 +139,14 @@ func Up(ctx context.Context, o Options) (m *Mesh, err error) {
 			started.Stop()
 		}
 	}()
-	dash, err := dashboard.Attach(ctx, d, dashboard.AttachOptions{Options: dashboard.Options{RecordsPerWorkload: o.DashboardRecords, Log: o.Log},
-		Addr: o.DashboardAddr, TokenFile: filepath.Join(o.StateDir, DashboardTokenFile)})
+	do := o.Dashboard
+	do.Log, do.TokenFile = o.Log, filepath.Join(o.StateDir, DashboardTokenFile)
+	dash, err := dashboard.Attach(ctx, d, do)
 	if err != nil {
 		return nil, err
 	}
 	st, _ := json.Marshal(State{AdminAddress: d.AdminAddr(), GRPCAddress: d.GRPCAddr(), PrivilegedSocket: filepath.Join(o.StateDir, PrivilegedSocket), ConfigDir: o.Dir, PID: os.Getpid(),
-		DashboardAddress: dash.Addr()})
+		DashboardURL: dash.URL()})
 	if err := os.WriteFile(filepath.Join(o.StateDir, StateFile), st, 0o644); err != nil {
 		return nil, fmt.Errorf("localmesh: write state: %w", err)
 	}

@@ -32,7 +32,7 @@ func TestDashboardWorkshop(t *testing.T) {
 	b := meshtest.Build(t)
 	dir := meshtest.CopyDir(t, filepath.Join(b.Root, "examples", "workshop"))
 	offset := freeOffset(t)
-	exposed := peers.FreeAddr(t)
+	exposed := peers.FreeAddr(t) // loopback: plain HTTP is allowed there
 	m := meshtest.Up(t, b, dir, "--gateway-port-offset", fmt.Sprint(offset), "--dashboard-addr", exposed)
 	gateway := fmt.Sprintf("http://127.0.0.1:%d/", 80+offset)
 
