@@ -13,6 +13,7 @@ import (
 
 	securityv1beta1 "istio.io/api/security/v1beta1"
 
+	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/controlplane"
 	"palisade.dev/palisade/internal/proxy"
 	"palisade.dev/palisade/internal/replay"
@@ -20,7 +21,9 @@ import (
 )
 
 func TestDecisions(t *testing.T) {
-	d := New(workshopMesh(), Options{Now: func() time.Time { return time.Unix(2000, 0) }})
+	ra := &config.Resource{Kind: config.KindRequestAuthentication, Meta: config.Meta{Namespace: "shop", Name: "jwt"},
+		Spec: &securityv1beta1.RequestAuthentication{JwtRules: []*securityv1beta1.JWTRule{{Issuer: "https://idp.example"}}}}
+	d := New(workshopMesh(ra), Options{Now: func() time.Time { return time.Unix(2000, 0) }})
 	deny := rec("shop/back", frontID, true, 403, "DENY", 0)
 	deny.Path, deny.RequestID, deny.Policy = "/admin/users", "req-1", "DENY shop/deny-admin rule 0"
 	jwtDeny := rec("shop/back", "", false, 401, "JWT-DENY", 0)
@@ -65,7 +68,7 @@ func TestDecisions(t *testing.T) {
 	for k, want := range map[string][2]string{
 		"DENY /admin/users": {"AuthorizationPolicy", "shop/deny-admin"},
 		"DENY ":             {"PeerAuthentication", "istio-system/default"},
-		"JWT-DENY /orders":  {"RequestAuthentication", ""},
+		"JWT-DENY /orders":  {"RequestAuthentication", "shop/jwt"},
 	} {
 		if links[k] != want {
 			t.Errorf("%s links to %v, want %v", k, links[k], want)

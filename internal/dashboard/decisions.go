@@ -3,6 +3,8 @@ package dashboard
 import (
 	"strings"
 	"time"
+
+	"palisade.dev/palisade/internal/controlplane"
 )
 
 // Decision is one entry of the denials feed.
@@ -41,6 +43,7 @@ type DecisionFilter struct {
 // Decisions lists the recorded decisions, newest first.
 func (d *Dashboard) Decisions(f DecisionFilter) []Decision {
 	out := []Decision{}
+	jwtPolicy := map[string]string{} // workload → the RequestAuthentication that applies
 	rs := d.collector.Records(f.Destination, f.Since)
 	for i := len(rs) - 1; i >= 0; i-- {
 		r := &rs[i]
@@ -48,6 +51,12 @@ func (d *Dashboard) Decisions(f DecisionFilter) []Decision {
 			continue
 		}
 		e := decisionOf(r)
+		if e.Decision == "JWT-DENY" && e.PolicyRef == "" {
+			e.PolicyRef = d.requestAuthn(jwtPolicy, r.Workload)
+			if e.PolicyRef != "" && e.Policy == "" {
+				e.Policy = "RequestAuthentication " + e.PolicyRef
+			}
+		}
 		if f.Source != "" && !strings.Contains(e.Source, f.Source) {
 			continue
 		}
@@ -60,6 +69,35 @@ func (d *Dashboard) Decisions(f DecisionFilter) []Decision {
 		}
 	}
 	return out
+}
+
+// requestAuthn names a RequestAuthentication that applies to a
+// workload, the most specific (the workload's, else its namespace's, else
+// the mesh's: Istio applies them all together, so the feed links to the
+// closest); "" when none applies or the workload is unknown. cache keeps
+// the answers of one listing.
+func (d *Dashboard) requestAuthn(cache map[string]string, workload string) string {
+	if ref, ok := cache[workload]; ok {
+		return ref
+	}
+	cache[workload] = ""
+	key, err := controlplane.ParseWorkloadKey(workload)
+	if err != nil {
+		return ""
+	}
+	desc, err := controlplane.Describe(d.mesh.Snapshot(), d.mesh.Workloads(), key)
+	if err != nil || len(desc.RequestAuthn) == 0 {
+		return ""
+	}
+	rank := map[string]int{"workload": 0, "namespace": 1, "mesh": 2}
+	best := desc.RequestAuthn[0]
+	for _, p := range desc.RequestAuthn[1:] {
+		if rank[p.Scope] < rank[best.Scope] {
+			best = p
+		}
+	}
+	cache[workload] = best.Name
+	return best.Name
 }
 
 func decisionOf(r *Record) Decision {

@@ -395,6 +395,7 @@ func (m *Mesh) PrintTable(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\ncontrol plane: %s (admin http://%s/api/status)\nlogs: %s\n", m.daemon.GRPCAddr(), m.daemon.AdminAddr(), filepath.Join(m.opts.StateDir, "logs"))
+	fmt.Fprintf(w, "dashboard: http://%s/dashboard/ (palisade dashboard opens it)\n", m.daemon.AdminAddr())
 }
 
 // Daemon is the in-process control plane.
