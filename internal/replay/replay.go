@@ -157,7 +157,7 @@ func Run(current, proposed *config.Snapshot, workloads []*controlplane.Workload,
 		res.Changes = append(res.Changes, Change{Kind: kind, Entry: *e, Recorded: recorded(e.Decision), Was: was, Now: now, Policy: policy, Reason: reason})
 	}
 	if len(prop.policies) > 0 {
-		notes["request headers and JWT claims other than iss and sub are not recorded: conditions on them see none"] = true
+		notes["request headers, the TLS server name, the destination IP and JWT claims other than iss and sub are not recorded: conditions on them see none"] = true
 	}
 	for n := range notes {
 		res.Notes = append(res.Notes, n)
