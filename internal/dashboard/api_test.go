@@ -252,3 +252,19 @@ spec: {host: back}
 		})
 	}
 }
+
+func TestRequireAddressHost(t *testing.T) {
+	h := RequireAddressHost(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for host, want := range map[string]int{
+		"127.0.0.1:15014": http.StatusOK, "[::1]:15014": http.StatusOK, "localhost:15014": http.StatusOK, "10.0.0.4:15014": http.StatusOK,
+		"evil.example:15014": http.StatusForbidden, "evil.example": http.StatusForbidden, "127.0.0.1.nip.io:15014": http.StatusForbidden,
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/api/dashboard/records", nil)
+		r.Host = host
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != want {
+			t.Errorf("Host %s: %d, want %d", host, w.Code, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -40,6 +41,26 @@ func RequireToken(h http.Handler, token string) http.Handler {
 			return
 		}
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
+	})
+}
+
+// RequireAddressHost wraps h so that it answers only requests whose Host
+// is an IP address or localhost, as a browser sends them to the admin
+// listener's own address. A page of another site that rebinds its DNS
+// name to 127.0.0.1 sends its own name, and gets 403: the unauthenticated
+// loopback dashboard is not readable from the web.
+func RequireAddressHost(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			host = hh
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if host != "localhost" && net.ParseIP(host) == nil {
+			http.Error(w, "the dashboard answers on its address, not on a name", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 

@@ -46,7 +46,7 @@ func Attach(ctx context.Context, d *controlplane.Daemon, o AttachOptions) (*Atta
 		}
 		a.url = url
 	}
-	d.Mount(dash.Handler())
+	d.Mount(RequireAddressHost(dash.Handler()))
 	go dash.Run(ctx)
 	return a, nil
 }
