@@ -136,12 +136,16 @@ spec:
 	leaf := sidecarLeaf(t, m.Proxy("workshop", "frontend").Admin)
 	br.run(10*time.Second, chromedp.Navigate(ui+"#/workload/workshop/frontend"))
 	notAfter, _ := json.Marshal(leaf.NotAfter)
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != "spiffe://cluster.local/ns/workshop/sa/frontend-sa" {
+		t.Fatalf("the sidecar's certificate names %v", leaf.URIs)
+	}
 	br.waitFor(10*time.Second, "the workload page", fmt.Sprintf(`(() => {
-		const id = document.getElementById('spiffe-id'), na = document.getElementById('cert-not-after');
-		if (!id || id.textContent !== 'spiffe://cluster.local/ns/workshop/sa/frontend-sa') return 'spiffe id: ' + (id && id.textContent);
-		if (!na || !na.textContent.includes(%s)) return 'not after: ' + (na && na.textContent);
+		const id = document.getElementById('spiffe-id'), sans = document.getElementById('cert-sans'), na = document.getElementById('cert-not-after');
+		if (!id || id.textContent !== %[1]q) return 'spiffe id: ' + (id && id.textContent);
+		if (!sans || sans.textContent !== %[1]q) return 'certificate SANs: ' + (sans && sans.textContent);
+		if (!na || !na.textContent.includes(%[2]s)) return 'not after: ' + (na && na.textContent);
 		return '';
-	})()`, notAfter))
+	})()`, leaf.URIs[0].String(), notAfter))
 	br.screenshot("workload-frontend")
 
 	proposal, changes := replayWindow(t, m, dir)
