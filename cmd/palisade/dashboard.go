@@ -104,6 +104,12 @@ func (f *dashboardFlags) check() error {
 	if f.addr == "" && (f.cert != "" || f.key != "" || f.plaintext) {
 		return fmt.Errorf("--dashboard-tls-cert, --dashboard-tls-key and --dashboard-insecure-plaintext apply to --dashboard-addr, which is not set")
 	}
+	if (f.cert == "") != (f.key == "") {
+		return fmt.Errorf("--dashboard-tls-cert and --dashboard-tls-key go together")
+	}
+	if f.addr != "" && f.cert == "" && !f.plaintext && !dashboard.IsLoopback(f.addr) {
+		return fmt.Errorf("--dashboard-addr %s is not a loopback address: give --dashboard-tls-cert and --dashboard-tls-key, or --dashboard-insecure-plaintext to send its token in the clear", f.addr)
+	}
 	return nil
 }
 

@@ -105,3 +105,28 @@ func TestAuthzReplayFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestDashboardFlagsCheck(t *testing.T) {
+	tests := []struct {
+		name string
+		f    dashboardFlags
+		want string
+	}{
+		{name: "defaults", f: dashboardFlags{records: 10}},
+		{name: "loopback, plain", f: dashboardFlags{records: 10, addr: "127.0.0.1:9000"}},
+		{name: "exposed with TLS", f: dashboardFlags{records: 10, addr: "0.0.0.0:9000", cert: "c", key: "k"}},
+		{name: "exposed, plaintext asked for", f: dashboardFlags{records: 10, addr: "0.0.0.0:9000", plaintext: true}},
+		{name: "exposed without TLS", f: dashboardFlags{records: 10, addr: "0.0.0.0:9000"}, want: "--dashboard-insecure-plaintext"},
+		{name: "a certificate without its key", f: dashboardFlags{records: 10, addr: "0.0.0.0:9000", cert: "c"}, want: "go together"},
+		{name: "TLS without a listener", f: dashboardFlags{records: 10, cert: "c", key: "k"}, want: "not set"},
+		{name: "no records", f: dashboardFlags{records: 0}, want: "--dashboard-records"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.f.check()
+			if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("check() = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -71,7 +71,7 @@ func serveExposed(ctx context.Context, h http.Handler, o AttachOptions) (string,
 			return "", fmt.Errorf("dashboard: TLS certificate: %w", err)
 		}
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	} else if !o.InsecurePlaintext && !loopback(o.Addr) {
+	} else if !o.InsecurePlaintext && !IsLoopback(o.Addr) {
 		return "", fmt.Errorf("dashboard: %s is not a loopback address: serving it without TLS would send the dashboard token in the clear; give a TLS certificate and key, or ask for plaintext explicitly", o.Addr)
 	}
 	token, err := LoadOrCreateToken(o.TokenFile)
@@ -92,9 +92,9 @@ func serveExposed(ctx context.Context, h http.Handler, o AttachOptions) (string,
 	return scheme + "://" + ln.Addr().String(), nil
 }
 
-// loopback reports whether addr (host:port) can only be reached from this
+// IsLoopback reports whether addr (host:port) can only be reached from this
 // machine.
-func loopback(addr string) bool {
+func IsLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
