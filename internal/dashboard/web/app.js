@@ -247,7 +247,7 @@ async function showDecisions() {
       '<input id="f-q" placeholder="why was this denied? request id, path, source or policy">' +
       '<input id="f-destination" placeholder="destination namespace/name">' +
       '<input id="f-source" placeholder="source">' +
-      '<label><input type="checkbox" id="f-all"> allowed too</label></div>' +
+      '<label><input type="checkbox" id="f-all"> allowed too</label></div><div id="dropped"></div>' +
       '<table id="decisions"><thead><tr><th>Time</th><th>Source</th><th>Destination</th><th>Request</th><th>Decision</th><th>Policy / reason</th><th>Request id</th></tr></thead><tbody></tbody></table>';
     for (const k of ['q', 'destination', 'source']) {
       const el = document.getElementById('f-' + k);
@@ -267,6 +267,7 @@ async function refreshDecisions() {
   const res = await api('decisions?' + q.toString());
   const body = document.querySelector('#decisions tbody');
   if (!body) return;
+  document.getElementById('dropped').innerHTML = res.dropped ? '<p class="warn">' + res.dropped + ' records were overwritten in sidecars before the control plane read them (the oldest first); raise --record-buffer to keep them.</p>' : '';
   body.innerHTML = (res.decisions || []).map(d => '<tr class="decision" data-request-id="' + esc(d.requestId) + '" data-decision="' + esc(d.decision) + '">' +
     '<td>' + esc(d.time) + '</td><td>' + esc(d.source) + '</td><td>' + workloadLink(d.destination) + (d.port ? ':' + d.port : '') + '</td>' +
     '<td>' + esc((d.method || 'TCP') + ' ' + (d.path || '')) + (d.code ? ' → ' + d.code : '') + '</td>' +
