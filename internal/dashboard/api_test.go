@@ -147,7 +147,7 @@ func TestCollectorFromSidecarAdmin(t *testing.T) {
 	c := NewCollector(src, 50, time.Hour, slog.New(slog.DiscardHandler))
 	add := func(from, to int) {
 		for i := from; i < to; i++ {
-			ring.Add(&telemetry.Entry{Start: time.Unix(int64(i), 0), BytesSent: int64(i)})
+			ring.Add(&telemetry.Entry{Start: time.Unix(int64(i), 0), BytesSent: int64(i), Direction: telemetry.Inbound, DestinationNamespace: "shop", DestinationWorkload: "back"})
 		}
 	}
 	kept := func() (first, last int64, n int) {
@@ -179,6 +179,31 @@ func TestCollectorFromSidecarAdmin(t *testing.T) {
 	}
 	if c.Dropped() != 100 {
 		t.Errorf("dropped %d, want 100", c.Dropped())
+	}
+
+	// A record of another workload is not taken for this one's.
+	ring.Add(&telemetry.Entry{Start: time.Unix(500, 0), Direction: telemetry.Inbound, DestinationNamespace: "shop", DestinationWorkload: "front"})
+	c.CollectOnce(ctx)
+	if rs := c.Records("", time.Unix(500, 0)); len(rs) != 0 {
+		t.Errorf("kept %d records another workload reported", len(rs))
+	}
+}
+
+// Proxies that announce the same admin address (each its own loopback)
+// are not read: no record would be theirs for sure.
+func TestCollectorSkipsSharedAdminAddress(t *testing.T) {
+	ring := telemetry.NewRing(10)
+	admin, err := proxy.StartAdmin("127.0.0.1:0", proxy.AdminSources{Records: ring}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ring.Add(&telemetry.Entry{Start: time.Unix(1, 0), Direction: telemetry.Inbound, DestinationNamespace: "a", DestinationWorkload: "x"})
+	src := proxySource{{ID: "a/x", Connected: true, Admin: admin.Addr()}, {ID: "b/y", Connected: true, Admin: admin.Addr()}}
+	c := NewCollector(src, 10, time.Hour, slog.New(slog.DiscardHandler))
+	c.CollectOnce(context.Background())
+	if rs := c.Records("", time.Time{}); len(rs) != 0 {
+		t.Errorf("%d records read from a shared admin address", len(rs))
 	}
 }
 

@@ -87,8 +87,17 @@ func (c *Collector) Run(ctx context.Context) {
 func (c *Collector) CollectOnce(ctx context.Context) {
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
-	for _, p := range c.src.Proxies() {
-		if !p.Connected || p.Admin == "" {
+	proxies := c.src.Proxies()
+	// An admin address several proxies announce (each its own loopback,
+	// as pods do) is not one this process can reach for any of them.
+	byAdmin := map[string]int{}
+	for _, p := range proxies {
+		if p.Connected {
+			byAdmin[p.Admin]++
+		}
+	}
+	for _, p := range proxies {
+		if !p.Connected || p.Admin == "" || byAdmin[p.Admin] > 1 {
 			continue
 		}
 		wg.Add(1)
@@ -136,7 +145,9 @@ func (c *Collector) collect(ctx context.Context, p controlplane.ProxyStatus) err
 			c.rings[p.ID] = r
 		}
 		for i := range b.Entries {
-			r.Add(&b.Entries[i])
+			if reporter(&b.Entries[i]) == p.ID {
+				r.Add(&b.Entries[i])
+			}
 		}
 		c.dropped += b.Dropped
 		more := b.Next > cur.next && len(b.Entries) > 0
@@ -147,6 +158,16 @@ func (c *Collector) collect(ctx context.Context, p controlplane.ProxyStatus) err
 			return nil
 		}
 	}
+}
+
+// reporter is the workload whose sidecar made e, as e itself says: the
+// destination of an inbound record, the source of an outbound one.
+// Records of another workload than the proxy's are not kept.
+func reporter(e *telemetry.Entry) string {
+	if e.Direction == telemetry.Outbound {
+		return e.SourceNamespace + "/" + e.SourceWorkload
+	}
+	return e.DestinationNamespace + "/" + e.DestinationWorkload
 }
 
 // Add stores records directly (a simulated mesh, tests).
