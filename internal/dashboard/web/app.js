@@ -83,19 +83,36 @@ function layout(g) {
   let x = LEFT, maxY = 0;
   const boxes = [];
   for (const d of Object.keys(cols).map(Number).sort((a, b) => a - b)) {
-    const col = cols[d].sort((a, b) => (kindRank[a.kind] - kindRank[b.kind]) || (a.namespace || '').localeCompare(b.namespace || '') || a.name.localeCompare(b.name));
+    const col = cols[d].sort((a, b) => (kindRank[a.kind] - kindRank[b.kind]) || (a.namespace || '').localeCompare(b.namespace || '') ||
+      (a.service || '').localeCompare(b.service || '') || a.name.localeCompare(b.name));
     for (let i = 0; i < col.length; i += PERCOL) {
       const chunk = col.slice(i, i + PERCOL);
-      let y = TOP, ns = null, box = null;
+      // Workloads of one service (several versions) share a box inside
+      // their namespace's.
+      const perService = {};
+      for (const n of chunk) if (n.service) perService[n.namespace + '/' + n.service] = (perService[n.namespace + '/' + n.service] || 0) + 1;
+      let y = TOP, ns = null, svc = null, box = null, sbox = null;
       for (const n of chunk) {
         if (n.namespace !== ns) {
           ns = n.namespace;
+          svc = null;
           y += 18;
           box = {x: x - 24, y: y - 34, w: COLW - 40, h: 0, ns: ns || ''};
           boxes.push(box);
         }
+        const key = n.namespace + '/' + n.service;
+        if (n.service && perService[key] > 1 && key !== svc) {
+          svc = key;
+          y += 16;
+          sbox = {x: x - 18, y: y - 30, w: COLW - 52, h: 0, ns: 'service ' + n.service, service: true};
+          boxes.push(sbox);
+        } else if (!n.service || perService[key] <= 1) {
+          svc = null;
+          sbox = null;
+        }
         pos[n.id] = {x: x, y: y};
         box.h = y - box.y + 26;
+        if (sbox) { sbox.h = y - sbox.y + 20; box.h += 6; }
         y += ROWH;
       }
       maxY = Math.max(maxY, y);
@@ -114,8 +131,8 @@ function renderGraph(g) {
   const L = layout(g);
   const parts = ['<svg xmlns="http://www.w3.org/2000/svg" id="graph-svg" width="' + L.width + '" height="' + L.height + '">'];
   for (const b of L.boxes) {
-    parts.push('<rect class="ns-box" x="' + b.x + '" y="' + b.y + '" width="' + b.w + '" height="' + b.h + '" rx="6"/>' +
-      '<text class="ns-label" x="' + (b.x + 6) + '" y="' + (b.y + 12) + '">' + esc(b.ns ? 'namespace ' + b.ns : '') + '</text>');
+    parts.push('<rect class="' + (b.service ? 'svc-box' : 'ns-box') + '" x="' + b.x + '" y="' + b.y + '" width="' + b.w + '" height="' + b.h + '" rx="6"/>' +
+      '<text class="ns-label" x="' + (b.x + 6) + '" y="' + (b.y + 12) + '">' + esc(b.service ? b.ns : (b.ns ? 'namespace ' + b.ns : '')) + '</text>');
   }
   for (const e of g.edges) {
     const a = L.pos[e.source], b = L.pos[e.destination];
