@@ -221,6 +221,8 @@ async function showGraph() {
     banner.innerHTML = g.tls.plaintextEdges ? '<div class="banner">⚠ ' + g.tls.plaintextEdges + ' edge(s) carried plaintext in the window</div>' : '';
   }
   document.body.dataset.graphRenderMs = String(Math.round(performance.now() - t0));
+  // From the start of navigation to this graph on screen, for measuring.
+  if (!document.body.dataset.graphDrawnAt) document.body.dataset.graphDrawnAt = String(Math.round(performance.now()));
   document.body.dataset.graphNodes = String(g.nodes.length);
 }
 

@@ -36,8 +36,10 @@ func TestGraphRenderThousandWorkloads(t *testing.T) {
 		})()`)
 		took := time.Since(start)
 		page, _ := br.eval(`document.body.dataset.graphRenderMs`)
+		drawn, _ := br.eval(`document.body.dataset.graphDrawnAt`)
 		edges, _ := br.eval(`String(document.querySelectorAll('#graph-svg .edge').length)`)
-		t.Logf("run %d: 1,000 workloads, %s edges: navigation to every node drawn %s (fetch and render in the page %s ms)", i, edges, took.Round(time.Millisecond), page)
+		t.Logf("run %d: 1,000 workloads, %s edges: drawn %s ms after navigation began (the page's clock; its fetch and render %s ms); %s by the test's clock, polling included",
+			i, edges, drawn, page, took.Round(time.Millisecond))
 		if i == 0 {
 			br.screenshot("graph-1000-workloads")
 		}
