@@ -4,6 +4,8 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 PEERS   := tools/opa/bin/opa-envoy-plugin tools/opa/bin/opa tools/dex/bin/dex tools/cfssl/bin/cfssl tools/kube/bin/kube-apiserver tools/kube/bin/kubectl
 STATICCHECK := tools/staticcheck/bin/staticcheck
+# Files tests keep for people to look at (the dashboard's screenshots).
+ARTIFACTS ?= $(CURDIR)/test-artifacts
 export PATH := $(BIN):$(PATH)
 
 .PHONY: all build up deps peers check test e2e bench bench-quick bench-race-codes ci clean
@@ -40,10 +42,12 @@ check: $(STATICCHECK)
 	$(STATICCHECK) ./cmd/... ./internal/... ./examples/... ./test/...
 
 test: build
-	$(GO) test -race -count=1 ./...
+	mkdir -p $(ARTIFACTS)
+	$(GO) test -race -count=1 -artifacts -outputdir $(ARTIFACTS) ./...
 
 e2e: build peers
-	$(GO) test -race -count=1 -timeout 20m ./test/e2e/...
+	mkdir -p $(ARTIFACTS)
+	$(GO) test -race -count=1 -timeout 20m -artifacts -outputdir $(ARTIFACTS) ./test/e2e/...
 
 bench: build peers
 	bench/run.sh

@@ -46,6 +46,7 @@ type sidecarFlags struct {
 	dnsUpstreams    string
 	resolvConf      string
 	jwtCacheSize    int
+	recordBuffer    int
 	// gateway mode
 	gateway        bool
 	gatewayPorts   gatewayFlag
@@ -85,6 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.StringVar(&f.dnsListen, "dns", "127.0.0.1:15053", "captured mode: the DNS proxy's UDP and TCP address (Istio's 15053); empty for none")
 	fs.StringVar(&f.dnsUpstreams, "dns-upstream", "", "captured mode: resolvers (host:port, comma-separated) for names outside the mesh (default: the nameservers of --resolv-conf)")
 	fs.StringVar(&f.resolvConf, "resolv-conf", "/etc/resolv.conf", "captured mode: resolv.conf whose nameservers and search domains the DNS proxy follows")
+	fs.IntVar(&f.recordBuffer, "record-buffer", 1024, "how many recent requests and connections the admin listener keeps at /records for the control plane's dashboard, under 1 KiB each (0: none)")
 	if f.gateway {
 		fs.Var(&f.gatewayPorts, "port", "gateway: a Gateway server port and where to listen for it, PORT=HOST:PORT (repeatable)")
 		fs.StringVar(&f.credentialsDir, "credentials-dir", "", "gateway: directory of TLS credentials by credentialName (NAME/tls.crt, tls.key, ca.crt)")
@@ -122,6 +124,9 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 		errs = append(errs, fmt.Errorf("--log-format %q: json or text", f.logFormat))
 	}
 	errs = append(errs, f.checkCapture()...)
+	if f.recordBuffer < 0 {
+		errs = append(errs, fmt.Errorf("--record-buffer %d: must be 0 or more", f.recordBuffer))
+	}
 	if f.gateway && len(f.gatewayPorts) == 0 {
 		errs = append(errs, errors.New("gateway: at least one --port is required"))
 	}

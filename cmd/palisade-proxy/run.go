@@ -119,6 +119,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer closeLog()
 	tel := &proxy.Telemetry{Metrics: metrics}
+	if f.recordBuffer > 0 {
+		tel.Records = telemetry.NewRing(f.recordBuffer)
+	}
 	if w != nil {
 		tel.AccessLog = telemetry.NewAccessLog(w)
 	}
@@ -166,7 +169,7 @@ func run(ctx context.Context, args []string) error {
 			}
 		}()
 	}
-	admin, err := proxy.StartAdmin(f.admin, proxy.AdminSources{Store: store, Certs: agent, Keys: keys, Registry: reg, Pprof: f.pprof}, log)
+	admin, err := proxy.StartAdmin(f.admin, proxy.AdminSources{Store: store, Certs: agent, Keys: keys, Registry: reg, Pprof: f.pprof, Records: tel.Records}, log)
 	if err != nil {
 		return err
 	}

@@ -30,12 +30,16 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	isolate := fs.Bool("isolate", false, "run each workload in a network namespace of its own, its traffic captured by iptables (needs root)")
 	hosts := fs.Int("hosts", 1, "with --isolate: spread the workloads over this many host namespaces")
 	backend := fs.String("iptables-backend", "auto", "with --isolate: iptables backend for the capture rules: auto, nft or legacy")
+	dash := addDashboardFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: palisade up [flags] [DIR]\n\nRuns the mesh in DIR (default: the workshop sample app) on this machine.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2, err: nil}
+	}
+	if err := dash.check(); err != nil {
+		return exitError{code: 2, err: err}
 	}
 	if fs.NArg() > 1 {
 		return exitError{code: 2, err: fmt.Errorf("up takes one directory, got %q", fs.Args())}
@@ -82,6 +86,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	m, err := localmesh.Up(ctx, localmesh.Options{
 		Dir: dir, StateDir: absState, ProxyBin: filepath.Join(binDir, "palisade-proxy"), BinDir: binDir,
 		GRPCListen: *grpcAddr, AdminListen: *adminAddr, CertTTL: *certTTL, MaxCertTTL: maxCertTTL, RotationGrace: *grace, GatewayPortOffset: *gwOffset, Isolate: iso, Log: log, Out: stdout,
+		Dashboard: dash.options(),
 	})
 	if err != nil {
 		return err

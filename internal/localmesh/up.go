@@ -23,6 +23,7 @@ import (
 	"palisade.dev/palisade/internal/ca"
 	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/controlplane"
+	"palisade.dev/palisade/internal/dashboard"
 )
 
 // Options configure `palisade up`.
@@ -49,6 +50,11 @@ type Options struct {
 	Isolate *Isolate
 	Log     *slog.Logger
 	Out     io.Writer // the table and messages for the user
+	// Dashboard says where the dashboard is exposed besides the admin
+	// listener, which always serves it: a listener of its own behind the
+	// token in the state directory's dashboard-token (TokenFile is set
+	// here), and how many records it keeps per workload.
+	Dashboard dashboard.AttachOptions
 }
 
 // StateFile is where a running mesh says how to reach it, for `palisade
@@ -67,7 +73,14 @@ type State struct {
 	PrivilegedSocket string `json:"privilegedSocket"`
 	ConfigDir        string `json:"configDir"`
 	PID              int    `json:"pid"`
+	// DashboardURL is the exposed dashboard listener's base URL, "" when
+	// none (the admin listener serves it at /dashboard/).
+	DashboardURL string `json:"dashboardURL,omitempty"`
 }
+
+// DashboardTokenFile holds, in the state directory, the token an exposed
+// dashboard asks for (0600).
+const DashboardTokenFile = "dashboard-token"
 
 // Mesh is a running local mesh.
 type Mesh struct {
@@ -140,7 +153,14 @@ func Up(ctx context.Context, o Options) (m *Mesh, err error) {
 			started.Stop()
 		}
 	}()
-	st, _ := json.Marshal(State{AdminAddress: d.AdminAddr(), GRPCAddress: d.GRPCAddr(), PrivilegedSocket: filepath.Join(o.StateDir, PrivilegedSocket), ConfigDir: o.Dir, PID: os.Getpid()})
+	do := o.Dashboard
+	do.Log, do.TokenFile = o.Log, filepath.Join(o.StateDir, DashboardTokenFile)
+	dash, err := dashboard.Attach(ctx, d, do)
+	if err != nil {
+		return nil, err
+	}
+	st, _ := json.Marshal(State{AdminAddress: d.AdminAddr(), GRPCAddress: d.GRPCAddr(), PrivilegedSocket: filepath.Join(o.StateDir, PrivilegedSocket), ConfigDir: o.Dir, PID: os.Getpid(),
+		DashboardURL: dash.URL()})
 	if err := os.WriteFile(filepath.Join(o.StateDir, StateFile), st, 0o644); err != nil {
 		return nil, fmt.Errorf("localmesh: write state: %w", err)
 	}
@@ -395,6 +415,7 @@ func (m *Mesh) PrintTable(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\ncontrol plane: %s (admin http://%s/api/status)\nlogs: %s\n", m.daemon.GRPCAddr(), m.daemon.AdminAddr(), filepath.Join(m.opts.StateDir, "logs"))
+	fmt.Fprintf(w, "dashboard: http://%s/dashboard/ (palisade dashboard opens it)\n", m.daemon.AdminAddr())
 	if m.iso != nil {
 		m.iso.printHelp(w)
 	}

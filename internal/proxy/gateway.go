@@ -184,7 +184,7 @@ func (p *Proxy) gatewayHandler(port uint32) http.Handler {
 		ci := newConnInfo(addrOf(r.RemoteAddr), spiffeid.ID{}, nil)
 		rec := &Record{Start: start, Protocol: protoName(r), HTTPVersion: r.Proto, Direction: telemetry.Inbound,
 			Method: r.Method, Authority: r.Host, UserAgent: r.UserAgent(), DownstreamRemote: r.RemoteAddr, ForwardedFor: r.Header.Get("X-Forwarded-For"),
-			DestinationNamespace: p.opts.Self.Ref.Namespace, DestinationWorkload: p.opts.Self.Ref.Name}
+			DestinationNamespace: p.opts.Self.Ref.Namespace, DestinationWorkload: p.opts.Self.Ref.Name, DestinationPort: port}
 		defer func() {
 			rec.ResponseCode, rec.BytesSent, rec.Duration = sw.code(), sw.n, time.Since(start)
 			p.observe(rec)

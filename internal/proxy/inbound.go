@@ -133,7 +133,8 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 		}
 	case !isTLS && decision.Mode == authn.Strict:
 		p.log.Info("plaintext connection refused by STRICT mTLS", "port", in.Port, "remote", c.RemoteAddr(), "policy", decision.Source)
-		p.observe(&Record{Start: time.Now(), Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, ResponseFlags: "NR", DownstreamRemote: c.RemoteAddr().String(), Decision: "DENY", Policy: "PeerAuthentication " + decision.Source})
+		p.observe(&Record{Start: time.Now(), Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, ResponseFlags: "NR", DownstreamRemote: c.RemoteAddr().String(), DestinationPort: in.Port,
+			DestinationNamespace: p.opts.Self.Ref.Namespace, DestinationWorkload: p.opts.Self.Ref.Name, Decision: "DENY", Policy: "PeerAuthentication " + decision.Source})
 		reset(c)
 		return
 	case isTLS && decision.Mode == authn.Permissive && !p.meshHello(br):
@@ -319,7 +320,7 @@ type infoConn struct {
 func (p *Proxy) forwardTCP(c net.Conn, in InboundPort, ci connInfo) {
 	defer c.Close()
 	start := time.Now()
-	rec := &Record{Start: start, Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, MTLS: ci.mtls, DownstreamRemote: ci.remoteStr, UpstreamHost: in.App}
+	rec := &Record{Start: start, Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, MTLS: ci.mtls, DownstreamRemote: ci.remoteStr, UpstreamHost: in.App, DestinationPort: in.Port}
 	p.fillInbound(rec, &ci)
 	if !p.authorizeTCP(c, in, &ci, rec) {
 		rec.Duration = time.Since(start)

@@ -43,7 +43,7 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 		rec := &Record{
 			Start: start, Protocol: protoName(r), HTTPVersion: r.Proto, Direction: telemetry.Inbound, MTLS: ci.mtls, ForwardedFor: r.Header.Get("X-Forwarded-For"),
 			Method: r.Method, Authority: r.Host, UserAgent: r.UserAgent(), RequestID: r.Header.Get("X-Request-Id"),
-			DownstreamRemote: ci.remoteStr, UpstreamHost: in.App,
+			DownstreamRemote: ci.remoteStr, UpstreamHost: in.App, DestinationPort: in.Port,
 		}
 		p.fillInbound(rec, &ci)
 		sw := &statusWriter{ResponseWriter: w}
@@ -90,7 +90,7 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, cfg *Compiled, are
 	if cfg.JWT != nil {
 		res, err := cfg.JWT.Authenticate(r)
 		if err != nil {
-			rec.Decision = "JWT-DENY"
+			rec.Decision, rec.AuthError = "JWT-DENY", err.Error()
 			p.log.Info("request authentication failed", "port", areq.DestinationPort, "source", rec.SourcePrincipal, "reason", err.Error())
 			var je *jwt.Error
 			if errors.As(err, &je) {
@@ -102,6 +102,7 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, cfg *Compiled, are
 		}
 		if res != nil {
 			areq.Auth = &authz.AuthInfo{Principal: res.Principal, Audiences: res.Audiences, Presenter: res.Presenter, Claims: res.Claims}
+			rec.RequestPrincipal = res.Principal
 		}
 	}
 	return p.authorizeHTTP(w, r, cfg, areq, rec)

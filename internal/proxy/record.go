@@ -10,6 +10,9 @@ type Record = telemetry.Entry
 type Telemetry struct {
 	AccessLog *telemetry.AccessLog
 	Metrics   *telemetry.Metrics
+	// Records keeps the last records for the control plane to collect
+	// from the admin listener; nil keeps none.
+	Records *telemetry.Ring
 }
 
 // Observe reports a finished request or connection.
@@ -19,6 +22,9 @@ func (t *Telemetry) Observe(e *telemetry.Entry) {
 	}
 	if t.AccessLog != nil {
 		_ = t.AccessLog.Log(e)
+	}
+	if t.Records != nil {
+		t.Records.Add(e)
 	}
 	if t.Metrics != nil {
 		if e.Protocol == telemetry.ProtocolTCP && e.ResponseFlags == "" {
