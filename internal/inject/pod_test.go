@@ -242,7 +242,9 @@ func TestSkip(t *testing.T) {
 		{name: "label false", edit: func(p *corev1.Pod) { p.Labels[AnnotationInject] = "false" }, want: "label"},
 		{name: "annotation true", edit: func(p *corev1.Pod) { p.Annotations = map[string]string{AnnotationInject: "true"} }},
 		{name: "host network", edit: func(p *corev1.Pod) { p.Spec.HostNetwork = true }, want: "hostNetwork"},
-		{name: "has proxy", edit: func(p *corev1.Pod) { p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: ProxyContainer}) }, want: "already"},
+		{name: "has proxy", edit: func(p *corev1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: ProxyContainer})
+		}, want: "already"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
