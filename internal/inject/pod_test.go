@@ -78,7 +78,8 @@ func TestInjectRedirect(t *testing.T) {
 		t.Fatalf("sidecar image %q, uid %d", proxy.Image, *proxy.SecurityContext.RunAsUser)
 	}
 	for _, want := range []string{"--workload=$(POD_NAMESPACE)/$(POD_NAME)", "--service-account=$(SERVICE_ACCOUNT)", "--service=web",
-		"--bundle=/var/run/secrets/istio/root-cert.pem", "--status=:15020", "--label=app=web", "--label=version=v2"} {
+		"--bundle=/var/run/secrets/istio/root-cert.pem", "--status=:15020", "--label=app=web", "--label=version=v2",
+		"--token-file=/var/run/secrets/tokens/istio-token", "--capture", "--inbound=port=8080,name=http"} {
 		if !slices.Contains(proxy.Args, want) {
 			t.Errorf("sidecar args %q lack %q", proxy.Args, want)
 		}
@@ -220,7 +221,7 @@ func TestInjectModeNone(t *testing.T) {
 		t.Errorf("app HTTP_PROXY %q", v)
 	}
 	proxy := container(out, ProxyContainer, false)
-	if !slices.Contains(proxy.Args, "--http-proxy=127.0.0.1:15080") {
+	if !slices.Contains(proxy.Args, "--http-proxy=127.0.0.1:15080") || slices.Contains(proxy.Args, "--capture") {
 		t.Errorf("sidecar args %q", proxy.Args)
 	}
 	if _, ok := envOf(proxy, "ISTIO_KUBE_APP_PROBERS"); ok {

@@ -50,8 +50,15 @@ func (c *Config) sidecar(p *corev1.Pod, image, mode string, res corev1.ResourceR
 		"--status=:" + strconv.Itoa(StatusPort),
 		"--workload-api=" + WorkloadUDS + "/socket",
 	}
+	args = append(args, "--token-file="+TokenDir+"/"+TokenFile)
 	if mode == ModeNone {
 		args = append(args, "--http-proxy=127.0.0.1:"+strconv.Itoa(HTTPProxyPort))
+	} else {
+		// Captured: the init container's rules send the app's traffic to
+		// 15001 and the pod's inbound to 15006, where each declared port
+		// is served by number.
+		args = append(args, "--capture")
+		args = append(args, inboundFlags(p.Spec.Containers)...)
 	}
 	args = append(args, sortedLabels(p.Labels)...)
 	uid, f, t := int64(ProxyUID), false, true
@@ -79,6 +86,27 @@ func (c *Config) sidecar(p *corev1.Pod, image, mode string, res corev1.ResourceR
 		},
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}, nil
+}
+
+// inboundFlags declare the app containers' TCP ports to the captured
+// sidecar, with their names (whose prefix gives the protocol, as Istio's).
+func inboundFlags(cs []corev1.Container) []string {
+	var out []string
+	seen := map[int32]bool{}
+	for _, c := range cs {
+		for _, p := range c.Ports {
+			if (p.Protocol != "" && p.Protocol != corev1.ProtocolTCP) || seen[p.ContainerPort] {
+				continue
+			}
+			seen[p.ContainerPort] = true
+			f := "--inbound=port=" + strconv.Itoa(int(p.ContainerPort))
+			if p.Name != "" {
+				f += ",name=" + p.Name
+			}
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // rewriteProbes points the app containers' HTTP and TCP probes at the
