@@ -147,3 +147,32 @@ func (f *ServeFlags) Certificate(iss CertIssuer, now func() time.Time) (GetCerti
 	}
 	return MeshCertificate(iss, dns, ips, now)
 }
+
+// Start is the control plane's one call: with --webhook-listen set, it
+// checks cfg, makes the serving certificate (the flags' files, or one from
+// iss) and serves the webhooks until Close; without it, it returns nil.
+//
+//	sf := inject.RegisterServeFlags(fs)
+//	ic := inject.RegisterFlags(fs)
+//	...
+//	srv, err := inject.Start(sf, *ic, authority, snapshotFunc, log)
+//	if srv != nil { defer srv.Close() }
+func Start(sf *ServeFlags, cfg Config, iss CertIssuer, snapshot SnapshotFunc, log *slog.Logger) (*Server, error) {
+	if sf.Listen == "" {
+		return nil, nil
+	}
+	hooks, err := New(cfg, snapshot, log)
+	if err != nil {
+		return nil, err
+	}
+	getCert, err := sf.Certificate(iss, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := Listen(sf.Listen, hooks.Handler(), getCert, log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("admission webhooks serving", "addr", srv.Addr(), "inject", InjectPath, "validate", ValidatePath)
+	return srv, nil
+}

@@ -199,6 +199,7 @@ func deployment(v Values) *appsv1.Deployment {
 	}
 	args := []string{
 		"control-plane",
+		"--kubernetes",
 		fmt.Sprintf("--listen=0.0.0.0:%d", GRPCPort),
 		fmt.Sprintf("--admin=0.0.0.0:%d", MonitoringPort),
 		fmt.Sprintf("--webhook-listen=0.0.0.0:%d", WebhookPort),
