@@ -39,7 +39,7 @@ func (w *Webhook) validate(req *admissionv1.AdmissionRequest) *admissionv1.Admis
 	return &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}
 }
 
-// Check validates one object as the API server sends it (JSON), in
+// check validates one object as the API server sends it (JSON), in
 // namespace ns when the object does not say, and returns its errors and
 // warnings, each in analyze's words without a file and line.
 func (w *Webhook) check(raw []byte, ns, name string) (errs, warnings []string) {
@@ -55,11 +55,6 @@ func (w *Webhook) check(raw []byte, ns, name string) (errs, warnings []string) {
 		}
 		if s, _ := meta["name"].(string); s == "" && name != "" {
 			meta["name"] = name
-		}
-		// kubectl's copy of the applied object holds no spec of its own
-		// to check; it is dropped so that it is not decoded as one.
-		if ann, ok := meta["annotations"].(map[string]any); ok {
-			delete(ann, "kubectl.kubernetes.io/last-applied-configuration")
 		}
 	}
 	delete(obj, "status")
