@@ -78,6 +78,7 @@ func TestKubeAPIServer(t *testing.T) {
 
 	c.Namespace(t, "shop", map[string]string{inject.LabelInjection: "enabled"})
 	c.Namespace(t, "plain", nil)
+	c.Namespace(t, "canary", map[string]string{inject.LabelRevision: "default"})
 	c.ServiceAccount(t, "shop", "web")
 
 	t.Run("injected", func(t *testing.T) {
@@ -131,6 +132,13 @@ func TestKubeAPIServer(t *testing.T) {
 		}
 		if got.Annotations[inject.AnnotationStatus] == "" || got.Labels[inject.LabelTLSMode] != "istio" {
 			t.Errorf("annotations %v labels %v", got.Annotations, got.Labels)
+		}
+	})
+
+	t.Run("revision label injects", func(t *testing.T) {
+		got := createPod(t, c, "canary", "web-4", nil)
+		if len(got.Spec.Containers) != 2 || got.Spec.Containers[1].Name != inject.ProxyContainer {
+			t.Fatalf("pod in an istio.io/rev=default namespace not injected: %d containers", len(got.Spec.Containers))
 		}
 	})
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // probeApp is the app behind the sidecar: a healthy path, a failing one,
@@ -147,5 +149,41 @@ func TestParseAppProbers(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// noChain is a sidecar without its certificate yet.
+type noChain struct{}
+
+func (noChain) Chain() []*x509.Certificate { return nil }
+func (noChain) RenewAt() time.Time         { return time.Time{} }
+
+// TestStatusListener: the status listener on a real port forwards the
+// app's probes at once, while its own /healthz/ready waits for config and
+// certificate.
+func TestStatusListener(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })) //nolint:errcheck
+	defer app.Close()
+	u, _ := url.Parse(app.URL)
+	probes, err := ParseAppProbers(fmt.Sprintf(`{"/app-health/web/livez": {"httpGet": {"path": "/", "port": %s}}}`, u.Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store := NewStore(log, func(Resources) (*Compiled, error) { return &Compiled{}, nil })
+	st, err := StartStatus("127.0.0.1:0", NewProbeForwarder(probes, "127.0.0.1", log), AdminSources{Store: store, Certs: noChain{}}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for path, want := range map[string]int{"/app-health/web/livez": 200, "/healthz/ready": 503, "/app-health/web/readyz": 404} {
+		resp, err := http.Get("http://" + st.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: status %d, want %d", path, resp.StatusCode, want)
+		}
 	}
 }
