@@ -142,6 +142,18 @@ func TestKubeAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("pod label opts in", func(t *testing.T) {
+		p := podSpec("plain", "web-5", nil)
+		p.Labels[inject.AnnotationInject] = "true"
+		got, err := c.Client.CoreV1().Pods("plain").Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Spec.Containers) != 2 || got.Spec.Containers[1].Name != inject.ProxyContainer {
+			t.Fatalf("pod labelled sidecar.istio.io/inject=true not injected: %d containers", len(got.Spec.Containers))
+		}
+	})
+
 	t.Run("opt-out unchanged", func(t *testing.T) {
 		got := createPod(t, c, "shop", "web-2", map[string]string{inject.AnnotationInject: "false"})
 		unchanged(t, got)
@@ -199,11 +211,20 @@ func TestKubeAPIServer(t *testing.T) {
 // createPod creates an app pod with HTTP probes through the API server.
 func createPod(t *testing.T, c *kubeapi.Cluster, ns, name string, ann map[string]string) *corev1.Pod {
 	t.Helper()
+	got, err := c.Client.CoreV1().Pods(ns).Create(context.Background(), podSpec(ns, name, ann), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create pod %s/%s: %v", ns, name, err)
+	}
+	return got
+}
+
+// podSpec is an app pod with a named port and HTTP probes.
+func podSpec(ns, name string, ann map[string]string) *corev1.Pod {
 	sa := "web"
 	if ns != "shop" {
 		sa = "default"
 	}
-	p := &corev1.Pod{
+	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": "web"}, Annotations: ann},
 		Spec: corev1.PodSpec{
 			ServiceAccountName: sa,
@@ -215,11 +236,6 @@ func createPod(t *testing.T, c *kubeapi.Cluster, ns, name string, ann map[string
 			}},
 		},
 	}
-	got, err := c.Client.CoreV1().Pods(ns).Create(context.Background(), p, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("create pod %s/%s: %v", ns, name, err)
-	}
-	return got
 }
 
 // unchanged checks that a stored pod is as created: one container, no

@@ -105,7 +105,7 @@ func TestRender(t *testing.T) {
 	}
 	mwc := kinds["MutatingWebhookConfiguration"][0]
 	hooks, _, _ := unstructured.NestedSlice(mwc.Object, "webhooks")
-	if len(hooks) != 2 {
+	if len(hooks) != 3 {
 		t.Fatalf("mutating webhooks: %d", len(hooks))
 	}
 	cc := hooks[0].(map[string]any)["clientConfig"].(map[string]any)

@@ -29,7 +29,8 @@ func (v Values) clientConfig(path string) admissionregistrationv1.WebhookClientC
 
 // webhooks are the MutatingWebhookConfiguration that injects pods of
 // namespaces labelled istio-injection=enabled, or istio.io/rev=REVISION
-// without istio-injection (as Istio's), and the
+// without istio-injection, and pods labelled sidecar.istio.io/inject=true
+// in namespaces with neither (as Istio's), and the
 // ValidatingWebhookConfiguration for the Istio kinds Palisade reads. Both
 // fail closed: no pod starts without its sidecar, no object lands
 // unchecked, while the control plane is away.
@@ -43,10 +44,10 @@ func webhooks(v Values) []any {
 		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 		Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
 	}}
-	hook := func(name string, ns *metav1.LabelSelector) admissionregistrationv1.MutatingWebhook {
+	hook := func(name string, ns, obj *metav1.LabelSelector) admissionregistrationv1.MutatingWebhook {
 		return admissionregistrationv1.MutatingWebhook{
 			Name: name, ClientConfig: v.clientConfig(inject.InjectPath), Rules: podRule,
-			NamespaceSelector: ns, ObjectSelector: optOut, SideEffects: &none, FailurePolicy: &fail,
+			NamespaceSelector: ns, ObjectSelector: obj, SideEffects: &none, FailurePolicy: &fail,
 			ReinvocationPolicy: &never, TimeoutSeconds: &timeout, AdmissionReviewVersions: []string{"v1"},
 		}
 	}
@@ -59,10 +60,18 @@ func webhooks(v Values) []any {
 		ObjectMeta: metav1.ObjectMeta{Name: InjectorName, Labels: labels()},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{
 			hook("namespace.sidecar-injector.palisade.dev", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-				{Key: inject.LabelInjection, Operator: metav1.LabelSelectorOpIn, Values: []string{"enabled"}}}}),
+				{Key: inject.LabelInjection, Operator: metav1.LabelSelectorOpIn, Values: []string{"enabled"}}}}, optOut),
 			hook("rev.namespace.sidecar-injector.palisade.dev", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 				{Key: inject.LabelRevision, Operator: metav1.LabelSelectorOpIn, Values: []string{rev}},
-				{Key: inject.LabelInjection, Operator: metav1.LabelSelectorOpDoesNotExist}}}),
+				{Key: inject.LabelInjection, Operator: metav1.LabelSelectorOpDoesNotExist}}}, optOut),
+			// A pod labelled sidecar.istio.io/inject=true in a namespace
+			// that says nothing, as Istio's default revision.
+			hook("object.sidecar-injector.palisade.dev", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: inject.LabelInjection, Operator: metav1.LabelSelectorOpDoesNotExist},
+				{Key: inject.LabelRevision, Operator: metav1.LabelSelectorOpDoesNotExist}}},
+				&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: inject.AnnotationInject, Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}},
+					{Key: inject.LabelRevision, Operator: metav1.LabelSelectorOpDoesNotExist}}}),
 		},
 	}
 	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{
