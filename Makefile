@@ -2,7 +2,7 @@
 # test, installing what a fresh machine lacks.
 GO      ?= go
 BIN     := $(CURDIR)/bin
-PEERS   := tools/opa/bin/opa-envoy-plugin tools/opa/bin/opa tools/dex/bin/dex tools/cfssl/bin/cfssl tools/kube/bin/kube-apiserver tools/kube/bin/kubectl
+PEERS   := tools/opa/bin/opa-envoy-plugin tools/opa/bin/opa tools/dex/bin/dex tools/cfssl/bin/cfssl tools/kube/bin/kube-apiserver tools/kube/bin/kubectl tools/helm/bin/helm
 STATICCHECK := tools/staticcheck/bin/staticcheck
 # Files tests keep for people to look at (the dashboard's screenshots).
 ARTIFACTS ?= $(CURDIR)/test-artifacts
@@ -32,6 +32,8 @@ tools/cfssl/bin/cfssl:
 	tools/cfssl/build.sh
 tools/kube/bin/kube-apiserver tools/kube/bin/kubectl:
 	tools/kube/build.sh
+tools/helm/bin/helm:
+	tools/helm/build.sh
 
 $(STATICCHECK):
 	tools/staticcheck/build.sh

@@ -174,6 +174,17 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer admin.Close()
+	if f.status != "" {
+		probes, err := proxy.ParseAppProbers(os.Getenv(proxy.AppProbersEnv))
+		if err != nil {
+			return err
+		}
+		st, err := proxy.StartStatus(f.status, proxy.NewProbeForwarder(probes, "127.0.0.1", log), proxy.AdminSources{Store: store, Certs: agent}, log)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+	}
 	log.Info("sidecar started", "workload", f.workload, "admin", admin.Addr())
 	return p.Serve(ctx)
 }

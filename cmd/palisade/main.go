@@ -45,6 +45,7 @@ func commands() []command {
 		{"proxy-config", "show a sidecar's certificate (secret) or JWT keys (jwt)", runProxyConfig},
 		{"ca", "manage the mesh CA: init, show, rotate-root", runCA},
 		{"control-plane", "run the control plane alone", runControlPlane},
+		{"install", "print (or --apply) the manifests that run Palisade on Kubernetes", runInstall},
 		{"join-token", "mint a one-time join token for a sidecar started by hand", runJoinToken},
 	}
 }
