@@ -109,6 +109,9 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 		reset(c)
 		return
 	}
+	if c = p.admitConn(c); c == nil {
+		return
+	}
 	decision := cfg.Peer.Mode(in.Port)
 	deadline := time.Now().Add(p.opts.HandshakeTimeout)
 	_ = c.SetDeadline(deadline)
@@ -187,7 +190,7 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 		p.forwardTCP(conn, in, ci)
 		return
 	}
-	httpLn.deliver(&infoConn{Conn: conn, info: ci})
+	httpLn.deliver(&infoConn{Conn: p.newH1Guard(conn), info: ci})
 }
 
 // sniffPrefixes are the openings that make a stream HTTP.
@@ -226,8 +229,8 @@ func (p *Proxy) sniff(pc *peekedConn) Protocol {
 
 // reset closes c with a TCP RST, as Envoy does for a refused connection.
 func reset(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
+	if l, ok := c.(interface{ SetLinger(int) error }); ok {
+		_ = l.SetLinger(0)
 	}
 	c.Close()
 }
@@ -260,11 +263,10 @@ func (p *Proxy) inboundServer(in InboundPort) *http.Server {
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
 	protos.SetUnencryptedHTTP2(true)
-	return &http.Server{
-		Handler:           p.inboundHandler(in, rp),
-		Protocols:         protos,
-		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          nil,
+	srv := &http.Server{
+		Handler:   p.inboundHandler(in, rp),
+		Protocols: protos,
+		ErrorLog:  nil,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			switch v := c.(type) {
 			case *infoConn:
@@ -281,6 +283,8 @@ func (p *Proxy) inboundServer(in InboundPort) *http.Server {
 			return ctx
 		},
 	}
+	p.applyLimits(srv)
+	return srv
 }
 
 func appTransport(in InboundPort) http.RoundTripper {

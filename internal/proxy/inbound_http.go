@@ -55,14 +55,8 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 			p.observe(rec)
 		}()
 
-		path, reject := authz.NormalizePath(cfg.Mesh.GetPathNormalization().GetNormalization(), r.URL.RequestURI())
-		if reject {
-			http.Error(sw, "Bad Request", http.StatusBadRequest)
-			return
-		}
-		rec.Path = path
-		if err := setRequestURI(r, path); err != nil {
-			http.Error(sw, "Bad Request", http.StatusBadRequest)
+		path, ok := p.normalizeRequest(sw, r, cfg, rec)
+		if !ok || p.tooManyHeaders(sw, r) {
 			return
 		}
 
@@ -203,20 +197,24 @@ func (p *Proxy) authzRequest(r *http.Request, port uint32, ci *connInfo, path st
 	return areq
 }
 
-func setRequestURI(r *http.Request, uri string) error {
-	if uri == r.RequestURI && !strings.Contains(uri, "/.") {
+// setRequestURI points r at the normalized target uri and returns the
+// target the app will receive: uri in the spelling net/http writes on
+// the wire, which escapes a few bytes uri may hold as they came (such as
+// '|' or '"'). Authorization sees that same string.
+func setRequestURI(r *http.Request, uri string) (string, error) {
+	if uri == r.RequestURI && !strings.Contains(uri, "/.") && r.URL.RawPath == "" {
 		// Normalization changed nothing: r.URL was parsed from this very
-		// origin-form target, and with no dot segments resolving it
-		// again would give the same path and query.
-		return nil
+		// origin-form target, with no dot segments to resolve again, and
+		// net/http writes its path as it came (no RawPath of its own).
+		return uri, nil
 	}
 	u, err := r.URL.Parse(uri)
 	if err != nil {
-		return err
+		return "", err
 	}
-	r.URL.Path, r.URL.RawPath, r.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
+	r.URL.Path, r.URL.RawPath, r.URL.RawQuery, r.URL.ForceQuery = u.Path, u.RawPath, u.RawQuery, u.ForceQuery
 	r.RequestURI = uri
-	return nil
+	return r.URL.RequestURI(), nil
 }
 
 // grpcStatus is a gRPC response's status code for grpc_response_status:

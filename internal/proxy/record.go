@@ -10,6 +10,14 @@ type Record = telemetry.Entry
 type Telemetry struct {
 	AccessLog *telemetry.AccessLog
 	Metrics   *telemetry.Metrics
+	Limits    *telemetry.Limits // refusals for a limit exceeded; nil counts none
+}
+
+// exceeded counts one refusal for limit.
+func (t *Telemetry) exceeded(limit string) {
+	if t != nil {
+		t.Limits.Exceeded(limit)
+	}
 }
 
 // Observe reports a finished request or connection.
