@@ -42,7 +42,13 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(f.logFormat, os.Stderr)
+	level, _ := parseLevel(f.logLevel)
+	log := newLogger(f.logFormat, level, os.Stderr)
+	if os.Geteuid() == 0 && !f.allowRoot {
+		// A proxy that runs as root can be made to do anything root can;
+		// Istio runs its sidecar as uid 1337.
+		return errors.New("refusing to run as root: run palisade-proxy as its own user, or pass --allow-root")
+	}
 	token := os.Getenv("PALISADE_JOIN_TOKEN")
 	os.Unsetenv("PALISADE_JOIN_TOKEN")
 
@@ -109,12 +115,16 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("--access-log: %w", err)
 	}
 	defer closeLog()
-	tel := &proxy.Telemetry{Metrics: metrics}
+	limits, err := telemetry.NewLimits(reg)
+	if err != nil {
+		return err
+	}
+	tel := &proxy.Telemetry{Metrics: metrics, Limits: limits}
 	if w != nil {
 		tel.AccessLog = telemetry.NewAccessLog(w)
 	}
 	p := proxy.New(proxy.Options{Self: self, Inbound: f.inbound, HTTP: f.httpProxy, Outbound: f.outbound,
-		Gateway: f.gatewayPorts, CredentialsDir: f.credentialsDir}, store, agent, tel, log)
+		Gateway: f.gatewayPorts, CredentialsDir: f.credentialsDir, Limits: f.limits}, store, agent, tel, log)
 	if err := p.Listen(); err != nil {
 		return err
 	}
@@ -165,9 +175,10 @@ func nodeMetadata(o proxy.Options, admin string, gateway bool, labels map[string
 	return structpb.NewStruct(map[string]any{metaInbound: in, metaApp: app, metaAdmin: admin, metaHTTP: o.HTTP})
 }
 
-func newLogger(format string, w io.Writer) *slog.Logger {
+func newLogger(format string, level slog.Level, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, nil))
+		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewJSONHandler(w, nil))
+	return slog.New(slog.NewJSONHandler(w, opts))
 }

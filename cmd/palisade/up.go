@@ -26,6 +26,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gwOffset := fs.Int("gateway-port-offset", 8000, "the ingress gateway listens for Gateway ports below 1024 at port+offset (80 on 8080)")
 	grace := fs.Duration("root-rotation-grace", 0, "how long a new root is trusted before it issues (default 1h)")
 	verbose := fs.Bool("v", false, "log at debug level")
+	allowRoot := fs.Bool("allow-root", false, "let the proxies run as root (palisade-proxy refuses to otherwise)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: palisade up [flags] [DIR]\n\nRuns the mesh in DIR (default: the workshop sample app) on this machine.")
 		fs.PrintDefaults()
@@ -65,7 +66,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "Starting the mesh in %s ...\n", dir)
 	m, err := localmesh.Up(ctx, localmesh.Options{
 		Dir: dir, StateDir: absState, ProxyBin: filepath.Join(binDir, "palisade-proxy"), BinDir: binDir,
-		GRPCListen: *grpcAddr, AdminListen: *adminAddr, CertTTL: *certTTL, MaxCertTTL: maxCertTTL, RotationGrace: *grace, GatewayPortOffset: *gwOffset, Log: log, Out: stdout,
+		GRPCListen: *grpcAddr, AdminListen: *adminAddr, CertTTL: *certTTL, MaxCertTTL: maxCertTTL, RotationGrace: *grace, GatewayPortOffset: *gwOffset, AllowRoot: *allowRoot, Log: log, Out: stdout,
 	})
 	if err != nil {
 		return err

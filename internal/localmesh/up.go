@@ -43,8 +43,11 @@ type Options struct {
 	// GatewayPortOffset moves the gateway's privileged ports (below 1024)
 	// up, so palisade up needs no privileges: 80 listens on 8080.
 	GatewayPortOffset int
-	Log               *slog.Logger
-	Out               io.Writer // the table and messages for the user
+	// AllowRoot passes --allow-root to every proxy: palisade-proxy
+	// refuses to run as root otherwise.
+	AllowRoot bool
+	Log       *slog.Logger
+	Out       io.Writer // the table and messages for the user
 }
 
 // StateFile is where a running mesh says how to reach it, for `palisade
@@ -225,6 +228,9 @@ func (m *Mesh) startGateway(ctx context.Context, ports []uint32, bundlePath stri
 	if err != nil {
 		return err
 	}
+	if o.AllowRoot {
+		args = append(args, "--allow-root")
+	}
 	cmd := exec.CommandContext(context.WithoutCancel(ctx), o.ProxyBin, args...)
 	cmd.Env = append(os.Environ(), "PALISADE_JOIN_TOKEN="+token)
 	gw, err := startProcess("ingress gateway", cmd, logf, o.Log)
@@ -294,6 +300,9 @@ func (m *Mesh) startWorkload(ctx context.Context, w *controlplane.Workload, r *c
 	logf, err := openLog(filepath.Join(o.StateDir, "logs", w.Key.Namespace+"."+w.Key.Name+".proxy.log"))
 	if err != nil {
 		return err
+	}
+	if o.AllowRoot {
+		args = append(args, "--allow-root")
 	}
 	cmd := exec.CommandContext(context.WithoutCancel(ctx), o.ProxyBin, args...)
 	cmd.Env = append(os.Environ(), "PALISADE_JOIN_TOKEN="+token)

@@ -165,6 +165,7 @@ func TestControlPlaneKilledAndRestarted(t *testing.T) {
 			"--control-plane", grpcAddr, "--trust-domain", "cluster.local", "--bundle", bundle,
 			"--inbound", fmt.Sprintf("port=%d,name=%s,protocol=%s,listen=%s,app=%s", w.port, strings.ToLower(w.protocol), w.protocol, w.inbound, w.app),
 			"--http-proxy", w.proxy, "--admin", w.admin}
+		args = append(args, meshtest.AllowRoot()...)
 		if w.target != "" {
 			w.outbound = freeAddr(t)
 			args = append(args, "--outbound", "listen="+w.outbound+",target="+w.target)
