@@ -6,7 +6,7 @@ PEERS   := tools/opa/bin/opa-envoy-plugin tools/opa/bin/opa tools/dex/bin/dex to
 STATICCHECK := tools/staticcheck/bin/staticcheck
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build up deps peers check test e2e bench bench-quick ci clean
+.PHONY: all build up deps peers check test e2e bench bench-quick fuzz fuzz-short ci clean
 
 all: build
 
@@ -43,13 +43,21 @@ test: build
 e2e: build peers
 	$(GO) test -race -count=1 -timeout 20m ./test/e2e/...
 
+# Every fuzz target for FUZZTIME each (default 5m); fuzz-short is CI's
+# few seconds each.
+fuzz:
+	scripts/fuzz.sh
+
+fuzz-short:
+	scripts/fuzz.sh -short
+
 bench: build peers
 	bench/run.sh
 
 bench-quick: build peers
 	bench/run.sh --quick
 
-ci: deps peers check test bench-quick
+ci: deps peers check test fuzz-short bench-quick
 
 clean:
 	rm -rf $(BIN) tools/*/bin

@@ -242,6 +242,9 @@ func (p *Proxy) inboundServer(in InboundPort) *http.Server {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = in.App
 			pr.Out.Host = pr.In.Host
+			// The query goes on as authorization saw it, as Envoy forwards
+			// it; ReverseProxy would drop parameters it cannot parse.
+			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 			// Envoy's sidecar inbound (use_remote_address false) passes
 			// the X-Forwarded-* headers a gateway set on to the app;
 			// ReverseProxy would drop them.

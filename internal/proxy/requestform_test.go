@@ -130,16 +130,17 @@ spec:
 `
 
 // recordingApp is an HTTP app that remembers the request target of
-// every request it received.
+// every request it received, and by X-Request-Id.
 type recordingApp struct {
 	addr string
 	mu   sync.Mutex
 	got  []string
+	byID map[string]string
 }
 
 func newRecordingApp(t testing.TB) *recordingApp {
 	t.Helper()
-	a := &recordingApp{}
+	a := &recordingApp{byID: map[string]string{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -147,6 +148,9 @@ func newRecordingApp(t testing.TB) *recordingApp {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		a.got = append(a.got, r.RequestURI)
+		if id := r.Header.Get("X-Request-Id"); id != "" {
+			a.byID[id] = r.RequestURI
+		}
 		a.mu.Unlock()
 		io.WriteString(w, "ok") //nolint:errcheck
 	})}
@@ -175,8 +179,15 @@ type formMesh struct {
 }
 
 func newFormMesh(t testing.TB) *formMesh {
+	return newFormMeshWith(t, publicOnly)
+}
+
+// newFormMeshWith is the form mesh with the given policies.
+func newFormMeshWith(t testing.TB, policies string) *formMesh {
 	m := newTestMesh(t)
-	m.write("authz.yaml", publicOnly)
+	if policies != "" {
+		m.write("authz.yaml", policies)
+	}
 	m.write("gateway.yaml", gatewayAll)
 	m.reload()
 	a := newRecordingApp(t)
