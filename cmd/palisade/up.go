@@ -25,7 +25,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	maxTTL := fs.Duration(flagMaxWorkloadTTL, 0, fmt.Sprintf("longest workload certificate lifetime the CA issues; a longer request is refused (env %s; default %s)", envMaxWorkloadTTL, ca.DefaultMaxWorkloadTTL))
 	gwOffset := fs.Int("gateway-port-offset", 8000, "the ingress gateway listens for Gateway ports below 1024 at port+offset (80 on 8080)")
 	grace := fs.Duration("root-rotation-grace", 0, "how long a new root is trusted before it issues (default 1h)")
-	verbose := fs.Bool("v", false, "log at debug level")
+	verbose := fs.Bool("v", false, "log at debug level, the proxies too")
 	allowRoot := fs.Bool("allow-root", false, "let the proxies run as root (palisade-proxy refuses to otherwise)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: palisade up [flags] [DIR]\n\nRuns the mesh in DIR (default: the workshop sample app) on this machine.")
@@ -49,9 +49,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		dir = d
 	}
-	level := slog.LevelInfo
+	level, proxyLevel := slog.LevelInfo, ""
 	if *verbose {
-		level = slog.LevelDebug
+		level, proxyLevel = slog.LevelDebug, "debug"
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	self, err := os.Executable()
@@ -66,7 +66,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "Starting the mesh in %s ...\n", dir)
 	m, err := localmesh.Up(ctx, localmesh.Options{
 		Dir: dir, StateDir: absState, ProxyBin: filepath.Join(binDir, "palisade-proxy"), BinDir: binDir,
-		GRPCListen: *grpcAddr, AdminListen: *adminAddr, CertTTL: *certTTL, MaxCertTTL: maxCertTTL, RotationGrace: *grace, GatewayPortOffset: *gwOffset, AllowRoot: *allowRoot, Log: log, Out: stdout,
+		GRPCListen: *grpcAddr, AdminListen: *adminAddr, CertTTL: *certTTL, MaxCertTTL: maxCertTTL, RotationGrace: *grace, GatewayPortOffset: *gwOffset, AllowRoot: *allowRoot, ProxyLogLevel: proxyLevel, Log: log, Out: stdout,
 	})
 	if err != nil {
 		return err

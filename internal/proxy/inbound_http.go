@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -98,7 +99,20 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, cfg *Compiled, are
 			areq.Auth = &authz.AuthInfo{Principal: res.Principal, Audiences: res.Audiences, Presenter: res.Presenter, Claims: res.Claims}
 		}
 	}
-	return p.authorizeHTTP(w, r, cfg, areq, rec)
+	if !p.authorizeHTTP(w, r, cfg, areq, rec) {
+		return false
+	}
+	if p.log.Enabled(r.Context(), slog.LevelDebug) {
+		// As Envoy's jwt_authn and RBAC filters log at debug level: the
+		// request principal, never the token.
+		var principal string
+		if areq.Auth != nil {
+			principal = areq.Auth.Principal
+		}
+		p.log.Debug("request admitted", "decision", rec.Decision, "policy", rec.Policy, "method", areq.Method, "path", areq.Path,
+			"source", rec.SourcePrincipal, "requestPrincipal", principal)
+	}
+	return true
 }
 
 // authorizeHTTP runs CUSTOM, then DENY and ALLOW, and answers the denial
