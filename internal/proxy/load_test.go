@@ -47,6 +47,16 @@ func raiseFileLimit(t *testing.T, n uint64) {
 	t.Cleanup(func() { _ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
 }
 
+// skipUnderRace skips a load test in a -race build: the race detector
+// allows 8128 live goroutines, and slows handshakes tenfold. make load
+// runs them without it.
+func skipUnderRace(t *testing.T) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("a load test: run without -race (make load)")
+	}
+}
+
 // memStats is the process's memory, for the figures a load test logs.
 type memStats struct{ heap, sys, rss uint64 }
 
@@ -118,6 +128,7 @@ func parallel(n, workers int, f func(i int) error) []error {
 // has its own open file limit.
 func TestTenThousandConnections(t *testing.T) {
 	const n = 10000
+	skipUnderRace(t)
 	raiseFileLimit(t, n+4096)
 	m := newTestMesh(t)
 	a := newRecordingApp(t)
@@ -208,6 +219,7 @@ func TestLoadClients(t *testing.T) {
 // refused.
 func TestMTLSConnectionBurst(t *testing.T) {
 	const n = 5000
+	skipUnderRace(t)
 	raiseFileLimit(t, 4096*4)
 	m := newTestMesh(t)
 	m.write("pa.yaml", strictMesh)
