@@ -23,7 +23,9 @@ import (
 func TestDexKilledKeysOutliveIt(t *testing.T) {
 	b := meshtest.Build(t)
 	b.BuildMain(t, "./test/e2e/policy/echoapp")
-	longTokens := func(cfg []byte) []byte { return bytes.Replace(cfg, []byte(`idTokens: "3s"`), []byte(`idTokens: "1h"`), 1) }
+	longTokens := func(cfg []byte) []byte {
+		return bytes.Replace(cfg, []byte(`idTokens: "3s"`), []byte(`idTokens: "1h"`), 1)
+	}
 	d := startDexAt(t, peers.FreeAddr(t), longTokens)
 
 	dir := meshtest.CopyDir(t, filepath.Join(b.Root, "examples", "workshop"))
