@@ -243,12 +243,29 @@ func TestControlPlaneKilledAndRestarted(t *testing.T) {
 	}
 	meshtest.Eventually(t, 20*time.Second, "every proxy connected", allConnected)
 
+	// A backup of the state directory, restored for the second restart;
+	// and requests every 20ms from here to the end, none of which may
+	// fail.
+	backup := t.TempDir()
+	if out, err := exec.Command("cp", "-a", filepath.Join(state, "ca"), backup).CombinedOutput(); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	load := meshtest.StartLoad(t, mesh, 20*time.Millisecond, func() (*http.Request, error) {
+		return http.NewRequest("GET", "http://web:8080/load", nil)
+	}, func(status int, body []byte) error {
+		if status != 200 || !strings.Contains(string(body), clientID) {
+			return fmt.Errorf("%d %s", status, body)
+		}
+		return nil
+	})
+
 	// kill -9: no goodbye to the proxies.
 	if err := cp.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-cp.done
 	killed := time.Now()
+	t.Logf("%s control plane killed", killed.Format("15:04:05.000"))
 	var n int
 	for time.Since(killed) < 3*time.Second {
 		code, body, err := get(fmt.Sprintf("/while-away/%d", n))
@@ -268,9 +285,18 @@ func TestControlPlaneKilledAndRestarted(t *testing.T) {
 		}
 	}
 
+	away := load.Snapshot()
 	cp = startCP()
 	restarted := time.Now()
+	t.Logf("%s control plane restarted", restarted.Format("15:04:05.000"))
 	meshtest.Eventually(t, 30*time.Second, "every proxy reconnected to the restarted control plane", allConnected)
+	meshtest.Eventually(t, 15*time.Second, "requests pass again", func() error {
+		if code, _, err := get("/settled"); err != nil || code != 200 {
+			return fmt.Errorf("%d %v", code, err)
+		}
+		return nil
+	})
+	reconnecting := []meshtest.LoadResult{load.Snapshot()}
 	t.Logf("every proxy reconnected %v after the restart", time.Since(restarted).Round(time.Millisecond))
 
 	// A policy written now reaches web's sidecar through the new
@@ -312,4 +338,75 @@ spec:
 	if cp.exited() {
 		t.Errorf("the restarted control plane exited during the test")
 	}
+
+	// Killed again, and started on its state directory restored from
+	// the backup: the same CA, so the proxies' certificates still
+	// authenticate them; they reconnect and take new policy.
+	if err := cp.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-cp.done
+	if err := os.RemoveAll(filepath.Join(state, "ca")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", filepath.Join(backup, "ca"), state).CombinedOutput(); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	time.Sleep(time.Second) // traffic with no control plane at all
+	settled := load.Snapshot()
+	cp = startCP()
+	restarted = time.Now()
+	meshtest.Eventually(t, 30*time.Second, "every proxy reconnected to the control plane on its restored state", allConnected)
+	meshtest.Eventually(t, 15*time.Second, "requests pass again", func() error {
+		if code, _, err := get("/settled"); err != nil || code != 200 {
+			return fmt.Errorf("%d %v", code, err)
+		}
+		return nil
+	})
+	reconnecting = append(reconnecting, load.Snapshot())
+	t.Logf("every proxy reconnected %v after the restart on the restored state", time.Since(restarted).Round(time.Millisecond))
+	writeFile(t, dir, "deny-client-restored.yaml", `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: deny-client-restored
+  namespace: e2e
+spec:
+  selector:
+    matchLabels:
+      app: web
+  action: DENY
+  rules:
+  - to:
+    - operation:
+        paths: ["/restored*"]
+`)
+	meshtest.Eventually(t, 15*time.Second, "DENY applied after the restart on the restored state", func() error {
+		code, body, err := get("/restored/x")
+		if err != nil {
+			return err
+		}
+		if code != http.StatusForbidden {
+			return fmt.Errorf("%d %q", code, body)
+		}
+		return nil
+	})
+	res := load.Stop()
+	t.Logf("under load through both kills and restarts: %d requests sent, %d failed", res.Sent, len(res.Failures))
+	// While the control plane is away, and once every proxy is back with
+	// it, no request may fail. In between, while the proxies reconnect
+	// one by one to a control plane that has just started, a proxy that
+	// is back before the one it calls gets its peer's endpoint from the
+	// new process's partial registry: those failures are counted and
+	// logged, not yet refused (a control plane issue, see the report).
+	if n := len(away.Failures); n > 0 || away.Sent < 50 {
+		t.Errorf("%d of %d requests failed with the control plane away: %.1000s", n, away.Sent, strings.Join(away.Failures, "\n"))
+	}
+	if n := len(settled.Failures) - len(reconnecting[0].Failures); n > 0 {
+		t.Errorf("%d requests failed after every proxy had reconnected: %.1000s", n, strings.Join(settled.Failures[len(reconnecting[0].Failures):], "\n"))
+	}
+	if n := len(res.Failures) - len(reconnecting[1].Failures); n > 0 {
+		t.Errorf("%d requests failed after every proxy had reconnected to the restored state: %.1000s", n, strings.Join(res.Failures[len(reconnecting[1].Failures):], "\n"))
+	}
+	t.Logf("requests failed from the restart until every proxy was back and served: %d after the restart, %d after the restart on the restored state",
+		len(reconnecting[0].Failures)-len(away.Failures), len(reconnecting[1].Failures)-len(settled.Failures))
 }
