@@ -392,21 +392,12 @@ spec:
 	})
 	res := load.Stop()
 	t.Logf("under load through both kills and restarts: %d requests sent, %d failed", res.Sent, len(res.Failures))
-	// While the control plane is away, and once every proxy is back with
-	// it, no request may fail. In between, while the proxies reconnect
-	// one by one to a control plane that has just started, a proxy that
-	// is back before the one it calls gets its peer's endpoint from the
-	// new process's partial registry: those failures are counted and
-	// logged, not yet refused (a control plane issue, see the report).
-	if n := len(away.Failures); n > 0 || away.Sent < 50 {
-		t.Errorf("%d of %d requests failed with the control plane away: %.1000s", n, away.Sent, strings.Join(away.Failures, "\n"))
+	// None fails: not while the control plane is away, not while the
+	// proxies reconnect one by one to a process that has just started
+	// (it holds their first push until the others are back), not after.
+	if n := len(res.Failures); n > 0 || res.Sent < 100 {
+		t.Errorf("%d of %d requests failed: %.2000s", n, res.Sent, strings.Join(res.Failures, "\n"))
 	}
-	if n := len(settled.Failures) - len(reconnecting[0].Failures); n > 0 {
-		t.Errorf("%d requests failed after every proxy had reconnected: %.1000s", n, strings.Join(settled.Failures[len(reconnecting[0].Failures):], "\n"))
-	}
-	if n := len(res.Failures) - len(reconnecting[1].Failures); n > 0 {
-		t.Errorf("%d requests failed after every proxy had reconnected to the restored state: %.1000s", n, strings.Join(res.Failures[len(reconnecting[1].Failures):], "\n"))
-	}
-	t.Logf("requests failed from the restart until every proxy was back and served: %d after the restart, %d after the restart on the restored state",
-		len(reconnecting[0].Failures)-len(away.Failures), len(reconnecting[1].Failures)-len(settled.Failures))
+	t.Logf("failed: %d with the control plane away, %d until every proxy was back after the restart, %d after the restart on the restored state",
+		len(away.Failures), len(reconnecting[0].Failures)-len(away.Failures), len(reconnecting[1].Failures)-len(settled.Failures))
 }
