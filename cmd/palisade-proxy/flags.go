@@ -78,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.IntVar(&f.limits.MaxRequestHeadersKB, "max-request-headers-kb", 60, "largest request line and headers, in KiB (more is 431; Envoy's max_request_headers_kb)")
 	fs.IntVar(&f.limits.MaxRequestHeaders, "max-request-headers", 100, "most request headers (more is 431; Envoy's max_headers_count)")
 	fs.DurationVar(&f.limits.RequestHeadersTimeout, "request-headers-timeout", 10*time.Second, "longest wait for a whole request header block once begun (408 after)")
+	fs.DurationVar(&f.limits.StreamIdleTimeout, "stream-idle-timeout", 5*time.Minute, "cut a request whose body and answer have not moved this long (408; Envoy's stream_idle_timeout)")
 	fs.DurationVar(&f.limits.IdleTimeout, "idle-timeout", time.Hour, "close a downstream connection idle this long (Envoy's idle_timeout)")
 	maxStreams := fs.Uint("max-concurrent-streams", 1000, "most HTTP/2 streams open on one downstream connection")
 	fs.IntVar(&f.limits.MaxConnections, "max-connections", 0, "most downstream connections open at once on the inbound and gateway listeners, 0 for no limit (over it: reset)")
@@ -102,8 +103,8 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	if f.limits.MaxRequestHeaders < 1 {
 		errs = append(errs, fmt.Errorf("--max-request-headers %d: must be at least 1", f.limits.MaxRequestHeaders))
 	}
-	if f.limits.RequestHeadersTimeout <= 0 || f.limits.IdleTimeout <= 0 {
-		errs = append(errs, errors.New("--request-headers-timeout and --idle-timeout must be positive"))
+	if f.limits.RequestHeadersTimeout <= 0 || f.limits.IdleTimeout <= 0 || f.limits.StreamIdleTimeout <= 0 {
+		errs = append(errs, errors.New("--request-headers-timeout, --stream-idle-timeout and --idle-timeout must be positive"))
 	}
 	if f.limits.MaxConnections < 0 {
 		errs = append(errs, fmt.Errorf("--max-connections %d: must be 0 (no limit) or more", f.limits.MaxConnections))

@@ -307,6 +307,12 @@ func appTransport(in InboundPort) http.RoundTripper {
 }
 
 func upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if idledOut(r) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusRequestTimeout)
+		io.WriteString(w, "stream timeout") //nolint:errcheck
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(http.StatusServiceUnavailable)
 	io.WriteString(w, "upstream connect error or disconnect/reset before headers. reset reason: connection failure") //nolint:errcheck

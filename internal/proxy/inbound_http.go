@@ -75,7 +75,12 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 			r.Body = cr
 			defer func() { rec.BytesReceived = cr.n }()
 		}
-		rp.ServeHTTP(sw, r)
+		iw, ir, stop := p.watchStream(sw, r)
+		defer stop()
+		rp.ServeHTTP(iw, ir)
+		if idledOut(ir) {
+			rec.ResponseFlags = "SI"
+		}
 	})
 }
 

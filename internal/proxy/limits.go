@@ -25,6 +25,10 @@ type Limits struct {
 	// answer is 408 and the connection is closed. 10s: Envoy has none
 	// by default; Palisade is stricter.
 	RequestHeadersTimeout time.Duration
+	// StreamIdleTimeout cuts a forwarded request when neither its body
+	// nor its answer moved for this long, the wait for the app's answer
+	// included: 5m (Envoy's stream_idle_timeout); 408 if no answer began.
+	StreamIdleTimeout time.Duration
 	// IdleTimeout closes a downstream connection with no request in
 	// flight for this long: 1h (Envoy's idle_timeout).
 	IdleTimeout time.Duration
@@ -48,6 +52,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.RequestHeadersTimeout == 0 {
 		l.RequestHeadersTimeout = 10 * time.Second
+	}
+	if l.StreamIdleTimeout == 0 {
+		l.StreamIdleTimeout = 5 * time.Minute
 	}
 	if l.IdleTimeout == 0 {
 		l.IdleTimeout = time.Hour

@@ -200,3 +200,69 @@ func TestMaxConnections(t *testing.T) {
 		return nil
 	})
 }
+
+// TestStreamIdleTimeout: an app silent past the stream idle timeout gets
+// its request cut with Envoy's 408 "stream timeout"; one that keeps
+// answering, however long in all, does not.
+func TestStreamIdleTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/silent":
+			select {
+			case <-time.After(3 * time.Second):
+			case <-r.Context().Done():
+			}
+		case "/drip":
+			for range 12 {
+				io.WriteString(w, ".") //nolint:errcheck
+				w.(http.Flusher).Flush()
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	})}
+	go srv.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() { srv.Close() })
+
+	m := newTestMesh(t)
+	reg := prometheus.NewRegistry()
+	lim, err := telemetry.NewLimits(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := m.ca.issue(t, catalogID)
+	p := m.sidecarWith("productcatalog", "productcatalog-sa", cert, cert, proxy.Options{
+		Inbound: []proxy.InboundPort{{Port: 5000, Name: "http", Protocol: proxy.ProtoHTTP, Listen: "127.0.0.1:0", App: ln.Addr().String()}},
+		Limits:  proxy.Limits{StreamIdleTimeout: 500 * time.Millisecond},
+	}, &proxy.Telemetry{Limits: lim})
+	s := &limitedSidecar{addr: p.Options().Inbound[0].Listen, reg: reg}
+	c := &http.Client{Timeout: 10 * time.Second}
+	get := func(path string) (int, string) {
+		resp, err := c.Get("http://" + s.addr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	t0 := time.Now()
+	if code, body := get("/silent"); code != http.StatusRequestTimeout || body != "stream timeout" {
+		t.Errorf("silent app: %d %q, want 408 stream timeout", code, body)
+	}
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("the silent request took %v, want it cut at about 500ms", d)
+	}
+	if got := s.exceeded(t, telemetry.LimitStreamIdle); got != 1 {
+		t.Errorf("stream_idle_timeout counted %v times, want 1", got)
+	}
+	if code, body := get("/drip"); code != 200 || body != strings.Repeat(".", 12) {
+		t.Errorf("an app answering a byte every 100ms for 1.2s: %d %q, want 200 and every byte", code, body)
+	}
+	if got := s.exceeded(t, telemetry.LimitStreamIdle); got != 1 {
+		t.Errorf("stream_idle_timeout counted %v times after the dripping answer, want still 1", got)
+	}
+}

@@ -11,6 +11,7 @@ const (
 	LimitConnections   = "connections"             // the listener's max connections: reset
 	LimitAuthzBody     = "ext_authz_request_body"  // with_request_body.max_request_bytes: 413
 	LimitFraming       = "request_framing"         // the HTTP/1.1 codec's refusals: 400
+	LimitStreamIdle    = "stream_idle_timeout"     // stream_idle_timeout: 408, flag SI
 )
 
 // Limits counts requests and connections refused because a limit was
@@ -26,7 +27,7 @@ func NewLimits(reg prometheus.Registerer) (*Limits, error) {
 		Name: "palisade_downstream_limit_exceeded_total",
 		Help: "Downstream requests and connections refused because a limit was exceeded.",
 	}, []string{"limit"})}
-	for _, n := range []string{LimitHeaderSize, LimitHeaderCount, LimitHeaderTimeout, LimitConnections, LimitAuthzBody, LimitFraming} {
+	for _, n := range []string{LimitHeaderSize, LimitHeaderCount, LimitHeaderTimeout, LimitConnections, LimitAuthzBody, LimitFraming, LimitStreamIdle} {
 		l.exceeded.WithLabelValues(n)
 	}
 	if err := reg.Register(l.exceeded); err != nil {
