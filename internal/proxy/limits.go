@@ -28,6 +28,7 @@ type Limits struct {
 	// StreamIdleTimeout cuts a forwarded request when neither its body
 	// nor its answer moved for this long, the wait for the app's answer
 	// included: 5m (Envoy's stream_idle_timeout); 408 if no answer began.
+	// Upgraded streams (WebSocket) are not timed.
 	StreamIdleTimeout time.Duration
 	// IdleTimeout closes a downstream connection with no request in
 	// flight for this long: 1h (Envoy's idle_timeout).
