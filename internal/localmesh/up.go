@@ -48,13 +48,30 @@ type Options struct {
 	// own with captured traffic (`palisade up --isolate`); nil keeps the
 	// explicit-proxy mode, which needs no privileges.
 	Isolate *Isolate
-	Log     *slog.Logger
-	Out     io.Writer // the table and messages for the user
+	// AllowRoot passes --allow-root to every proxy: palisade-proxy
+	// refuses to run as root otherwise.
+	AllowRoot bool
+	// ProxyLogLevel is every proxy's --log-level ("" for its default).
+	ProxyLogLevel string
+	Log           *slog.Logger
+	Out           io.Writer // the table and messages for the user
 	// Dashboard says where the dashboard is exposed besides the admin
 	// listener, which always serves it: a listener of its own behind the
 	// token in the state directory's dashboard-token (TokenFile is set
 	// here), and how many records it keeps per workload.
 	Dashboard dashboard.AttachOptions
+}
+
+// proxyFlags are the flags every proxy gets from the options.
+func (o Options) proxyFlags() []string {
+	var fl []string
+	if o.AllowRoot {
+		fl = append(fl, "--allow-root")
+	}
+	if o.ProxyLogLevel != "" {
+		fl = append(fl, "--log-level", o.ProxyLogLevel)
+	}
+	return fl
 }
 
 // StateFile is where a running mesh says how to reach it, for `palisade
@@ -101,6 +118,14 @@ type row struct {
 // Up starts the mesh and returns once every workload is healthy. Stop it
 // with Stop.
 func Up(ctx context.Context, o Options) (m *Mesh, err error) {
+	// The state directory holds the CA's keys and the privileged
+	// socket: only its owner may enter it, even when it already existed.
+	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("localmesh: state dir: %w", err)
+	}
+	if err := os.Chmod(o.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("localmesh: state dir: %w", err)
+	}
 	for _, d := range []string{"ca", "logs", "sockets"} {
 		if err := os.MkdirAll(filepath.Join(o.StateDir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("localmesh: state dir: %w", err)
@@ -265,6 +290,7 @@ func (m *Mesh) startGateway(ctx context.Context, ports []uint32, bundlePath stri
 	if err != nil {
 		return err
 	}
+	args = append(args, o.proxyFlags()...)
 	cmd := exec.CommandContext(context.WithoutCancel(ctx), o.ProxyBin, args...)
 	cmd.Env = append(os.Environ(), "PALISADE_JOIN_TOKEN="+token)
 	gw, err := startProcess("ingress gateway", cmd, logf, o.Log)
@@ -335,6 +361,7 @@ func (m *Mesh) startWorkload(ctx context.Context, w *controlplane.Workload, r *c
 	if err != nil {
 		return err
 	}
+	args = append(args, o.proxyFlags()...)
 	cmd := exec.CommandContext(context.WithoutCancel(ctx), o.ProxyBin, args...)
 	cmd.Env = append(os.Environ(), "PALISADE_JOIN_TOKEN="+token)
 	sidecar, err := startProcess(w.Key.String()+" sidecar", cmd, logf, o.Log)

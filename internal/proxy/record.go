@@ -13,6 +13,14 @@ type Telemetry struct {
 	// Records keeps the last records for the control plane to collect
 	// from the admin listener; nil keeps none.
 	Records *telemetry.Ring
+	Limits  *telemetry.Limits // refusals for a limit exceeded; nil counts none
+}
+
+// exceeded counts one refusal for limit.
+func (t *Telemetry) exceeded(limit string) {
+	if t != nil {
+		t.Limits.Exceeded(limit)
+	}
 }
 
 // Observe reports a finished request or connection.
