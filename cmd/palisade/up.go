@@ -45,7 +45,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 1 {
 		return exitError{code: 2, err: fmt.Errorf("up takes one directory, got %q", fs.Args())}
 	}
-	if os.Geteuid() == 0 && !*allowRoot {
+	// Under --isolate the sidecars run as uid 1337, never as root.
+	if os.Geteuid() == 0 && !*allowRoot && !*isolate {
 		return exitError{code: 2, err: fmt.Errorf("up: running as root, and palisade-proxy refuses to: run as a user, or pass --allow-root")}
 	}
 	maxCertTTL, err := durationFlagOrEnv(fs, flagMaxWorkloadTTL, *maxTTL, envMaxWorkloadTTL, os.Getenv)
