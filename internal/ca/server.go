@@ -2,9 +2,6 @@ package ca
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -12,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net/url"
 	"sync"
 	"time"
 
@@ -159,15 +155,7 @@ func (c *ServingCertificate) GetCertificate(*tls.ClientHelloInfo) (*tls.Certific
 	if c.cur != nil && now.Before(c.renewAt) {
 		return c.cur, nil
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("ca: serving certificate: %w", err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{c.id.URL()}}, key)
-	if err != nil {
-		return nil, fmt.Errorf("ca: serving certificate: %w", err)
-	}
-	csr, err := x509.ParseCertificateRequest(der)
+	csr, key, err := newIdentityCSR(c.id)
 	if err != nil {
 		return nil, fmt.Errorf("ca: serving certificate: %w", err)
 	}
