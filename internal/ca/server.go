@@ -85,6 +85,14 @@ func (s *Server) CreateCertificate(ctx context.Context, req *securityv1alpha1.Is
 	case errors.Is(err, ErrTTL), errors.Is(err, ErrBadCSR):
 		s.log.Warn("ca: refused certificate request", "identity", id.String(), "reason", err)
 		return nil, status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrRefused):
+		// The issuer's own verdict (a Denied CertificateRequest): the
+		// caller is told why, retrying will not help.
+		s.log.Warn("ca: issuer refused certificate request", "identity", id.String(), "reason", err)
+		return nil, status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		s.log.Error("ca: sign", "identity", id.String(), "err", err)
+		return nil, status.Error(codes.Unavailable, "the issuer did not sign in time; retry later")
 	case err != nil:
 		s.log.Error("ca: sign", "identity", id.String(), "err", err)
 		return nil, status.Error(codes.Internal, "signing failed")
