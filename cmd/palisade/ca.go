@@ -64,20 +64,7 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *output != "text" && *output != "json" {
 		return exitError{code: 2, err: fmt.Errorf("ca show: -o must be text or json, not %q", *output)}
 	}
-	td, err := caTrustDomain(cmd, *tdFlag, *state)
-	if err != nil {
-		return err
-	}
-	opts := ca.Options{TrustDomain: td, KeyType: kt, RotationGrace: *grace}
-	switch cmd {
-	case "init":
-		a, err := ca.Init(*state, opts)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "CA initialised in %s for trust domain %s\n\n", *state, td.Name())
-		return printCAStatus(stdout, a.Status(), "text")
-	case "show":
+	if cmd == "show" {
 		// A running mesh owns the CA: show its live view. The state on
 		// disk rounds each root's last expiry up (ca.Options.PersistSlack),
 		// so an old root would seem to linger, and opening it here would
@@ -94,6 +81,21 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				}
 			}
 		}
+	}
+	td, err := caTrustDomain(cmd, *tdFlag, *state)
+	if err != nil {
+		return err
+	}
+	opts := ca.Options{TrustDomain: td, KeyType: kt, RotationGrace: *grace}
+	switch cmd {
+	case "init":
+		a, err := ca.Init(*state, opts)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "CA initialised in %s for trust domain %s\n\n", *state, td.Name())
+		return printCAStatus(stdout, a.Status(), "text")
+	case "show":
 		a, err := ca.Open(*state, opts)
 		if err != nil {
 			return err

@@ -3,6 +3,7 @@ package ca
 import (
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -173,6 +174,9 @@ func (s *CertManagerSigner) Sign(ctx context.Context, req Request) ([]*x509.Cert
 	err := retry(ctx, func() error {
 		var err error
 		created, err = crs.Create(ctx, obj, metav1.CreateOptions{})
+		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+			return permanent{err} // the same object will not become valid
+		}
 		return err
 	})
 	if err != nil {
@@ -223,7 +227,8 @@ func (s *CertManagerSigner) request(req Request, ttl time.Duration) *unstructure
 			"annotations":  map[string]any{IdentitiesAnnotation: req.ID.String()},
 		},
 		"spec": map[string]any{
-			"request":  string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: req.CSR.Raw})),
+			// []byte in cert-manager's Go type: base64 on the wire.
+			"request":  base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: req.CSR.Raw})),
 			"duration": ttl.String(),
 			"isCA":     false,
 			"usages":   []any{"client auth", "server auth", "digital signature", "key encipherment"},

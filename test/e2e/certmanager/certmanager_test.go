@@ -127,6 +127,7 @@ func TestCertManagerSignsTheMesh(t *testing.T) {
 	}, nil)
 	firstWeb, firstClient := web.chain(t)[0], client.chain(t)[0]
 
+	parent := t
 	t.Run("issuer down", func(t *testing.T) {
 		// Down from shortly before the proxies renew until after: the
 		// renewals wait, the current certificates keep serving.
@@ -149,7 +150,7 @@ func TestCertManagerSignsTheMesh(t *testing.T) {
 		if r := load.Snapshot(); len(r.Failures) > 0 {
 			t.Errorf("%d of %d requests failed while the issuer was down: %v", len(r.Failures), r.Sent, r.Failures)
 		}
-		e.startCertManager(t)
+		e.startCertManager(parent)
 	})
 
 	t.Run("rotation under load", func(t *testing.T) {

@@ -43,6 +43,7 @@ type env struct {
 	rootFile string // the company root, PEM: what proxies trust
 	cmBin    string
 	cm       *proc
+	cmRuns   int
 	cp       *proc
 	state    string
 	grpc     string
@@ -98,9 +99,11 @@ func setup(t *testing.T, certDuration time.Duration) *env {
 }
 
 // startCertManager starts (or restarts) cert-manager's controllers.
+// t must be the test that owns e: the controllers run until it ends.
 func (e *env) startCertManager(t *testing.T) {
 	t.Helper()
-	e.cm = startProc(t, "cert-manager", filepath.Join(e.logs, "cert-manager.log"), nil, e.cmBin,
+	e.cmRuns++
+	e.cm = startProc(t, "cert-manager", filepath.Join(e.logs, fmt.Sprintf("cert-manager.%d.log", e.cmRuns)), nil, e.cmBin,
 		"--kubeconfig", e.cluster.Kubeconfig, "--crds", filepath.Join(filepath.Dir(e.cmBin), "crds"),
 		"--deny-uri", denyPolicy)
 	meshtest.Eventually(t, 60*time.Second, "cert-manager controllers running", func() error {
