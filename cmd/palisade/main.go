@@ -45,6 +45,7 @@ func commands() []command {
 		{"ca", "manage the mesh CA: init, show, rotate-root", runCA},
 		{"control-plane", "run the control plane alone", runControlPlane},
 		{"join-token", "mint a one-time join token for a sidecar started by hand", runJoinToken},
+		{"gateway-credentials", "keep a gateway's credentials dir filled from Kubernetes Secrets", runGatewayCredentials},
 	}
 }
 
