@@ -2,7 +2,7 @@
 # test, installing what a fresh machine lacks.
 GO      ?= go
 BIN     := $(CURDIR)/bin
-PEERS   := tools/opa/bin/opa-envoy-plugin tools/opa/bin/opa tools/dex/bin/dex tools/cfssl/bin/cfssl tools/kube/bin/kube-apiserver tools/kube/bin/kubectl
+PEERS   := tools/opa/bin/opa-envoy-plugin tools/opa/bin/opa tools/dex/bin/dex tools/cfssl/bin/cfssl tools/kube/bin/kube-apiserver tools/kube/bin/kubectl tools/certmanager/bin/cert-manager-controllers
 STATICCHECK := tools/staticcheck/bin/staticcheck
 export PATH := $(BIN):$(PATH)
 
@@ -30,6 +30,8 @@ tools/cfssl/bin/cfssl:
 	tools/cfssl/build.sh
 tools/kube/bin/kube-apiserver tools/kube/bin/kubectl:
 	tools/kube/build.sh
+tools/certmanager/bin/cert-manager-controllers:
+	tools/certmanager/build.sh
 
 $(STATICCHECK):
 	tools/staticcheck/build.sh

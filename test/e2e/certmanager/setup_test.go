@@ -72,20 +72,25 @@ func setup(t *testing.T, certDuration time.Duration) *env {
 	if err := os.WriteFile(e.rootFile, rootPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := c.Client.CoreV1().Secrets("istio-system").Create(t.Context(), &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "root-ca", Namespace: "istio-system"},
-		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{"tls.crt": rootPEM, "tls.key": keyPEM, "ca.crt": rootPEM},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
+	c.Namespace(t, "istio-ingress", nil)
+	for _, ns := range []string{"istio-system", "istio-ingress"} {
+		_, err := c.Client.CoreV1().Secrets(ns).Create(t.Context(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "root-ca", Namespace: ns},
+			Type:       corev1.SecretTypeTLS,
+			Data:       map[string][]byte{"tls.crt": rootPEM, "tls.key": keyPEM, "ca.crt": rootPEM},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	kubectl(t, c.Kubectl, "apply", "-f", filepath.Join(b.Root, "test", "e2e", "certmanager", "testdata", "issuers.yaml"))
 	kubectl(t, c.Kubectl, "-n", "istio-system", "wait", "--for=condition=Ready", "--timeout=60s", "certificate/istio-ca", "issuer/istio-ca")
 
 	conf := meshtest.CopyDir(t, filepath.Join(b.Root, "test", "e2e", "certmanager", "testdata"))
-	if err := os.Remove(filepath.Join(conf, "issuers.yaml")); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{"issuers.yaml", "edge-certificate.yaml"} {
+		if err := os.Remove(filepath.Join(conf, f)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.state = filepath.Join(e.dir, "state")
 	e.grpc, e.admin = freeAddr(t), freeAddr(t)
