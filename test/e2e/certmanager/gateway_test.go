@@ -2,6 +2,7 @@ package certmanager
 
 import (
 	"bufio"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -130,7 +131,7 @@ func TestGatewayServesCertManagerSecret(t *testing.T) {
 		renewed = cert
 		return nil
 	})
-	if renewed.PublicKey.(interface{ Equal(any) bool }).Equal(first.PublicKey) {
+	if renewed.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(first.PublicKey) {
 		t.Error("the renewed certificate has the old key (rotationPolicy: Always)")
 	}
 	if got := open.ConnectionState().PeerCertificates[0]; !got.Equal(first) {
