@@ -50,15 +50,15 @@ func (f *certManagerFlags) signer(ctx context.Context, td spiffeid.TrustDomain, 
 		kubeconfig = os.Getenv("KUBECONFIG")
 	}
 	if kubeconfig == "" {
-		return nil, exitError{code: 2, err: errors.New("--ca cert-manager: --kubeconfig (or KUBECONFIG) is required")}
+		return nil, exitError{code: 2, err: errors.New("--ca cert-manager: --cert-manager-kubeconfig (or KUBECONFIG) is required")}
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
+		return nil, fmt.Errorf("--cert-manager-kubeconfig %s: %w", kubeconfig, err)
 	}
 	client, err := dynamic.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
+		return nil, fmt.Errorf("--cert-manager-kubeconfig %s: %w", kubeconfig, err)
 	}
 	var roots *identity.Bundle
 	if f.rootCAFile != "" {
@@ -70,7 +70,7 @@ func (f *certManagerFlags) signer(ctx context.Context, td spiffeid.TrustDomain, 
 		TrustDomain: td, Client: client,
 		Issuer:    ca.IssuerRef{Kind: kind, Name: name, Group: f.issuerGroup},
 		Namespace: f.namespace, Roots: roots,
-		DefaultTTL: min(orDefault(defTTL, f.maxDuration), f.maxDuration), MaxTTL: f.maxDuration,
+		DefaultTTL: orDefault(defTTL, f.maxDuration), MaxTTL: f.maxDuration,
 		Wait: f.wait, Preserve: f.preserve, Log: log,
 	})
 	if err != nil {

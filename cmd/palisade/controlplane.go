@@ -35,7 +35,7 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	privSock := fs.String("privileged-socket", "", "unix socket for join tokens and root rotation (default STATE/control.sock)")
 	ttls := addWorkloadTTLFlags(fs)
 	caKind := fs.String("ca", "", "who signs workload certificates: empty for the mesh's own CA (state dir, --cacerts or --external-ca-cfssl), or cert-manager (CertificateRequests to --issuer-ref)")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig of the Kubernetes API server (default $KUBECONFIG)")
+	cmKubeconfig := fs.String("cert-manager-kubeconfig", "", "with --ca cert-manager: kubeconfig of the API server where cert-manager runs (default $KUBECONFIG)")
 	cm := addCertManagerFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
@@ -72,7 +72,7 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 		if maxTTL != 0 {
 			return exitError{code: 2, err: fmt.Errorf("--%s (or %s) applies to the mesh's own CA; with --ca cert-manager use --max-client-certificate-duration", flagMaxWorkloadTTL, envMaxWorkloadTTL)}
 		}
-		if signer, err = cm.signer(ctx, td, *kubeconfig, defTTL, log); err != nil {
+		if signer, err = cm.signer(ctx, td, *cmKubeconfig, defTTL, log); err != nil {
 			return err
 		}
 	case *cfsslURL != "" && *cacerts != "":

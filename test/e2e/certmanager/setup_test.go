@@ -96,7 +96,7 @@ func setup(t *testing.T, certDuration time.Duration) *env {
 	e.grpc, e.admin = freeAddr(t), freeAddr(t)
 	e.cp = startProc(t, "control plane", filepath.Join(e.logs, "control-plane.log"), nil, b.Palisade,
 		"control-plane", "--config", conf, "--state", e.state, "--listen", e.grpc, "--admin", e.admin,
-		"--ca", "cert-manager", "--kubeconfig", c.Kubeconfig, "--issuer-ref", "Issuer/istio-ca",
+		"--ca", "cert-manager", "--cert-manager-kubeconfig", c.Kubeconfig, "--issuer-ref", "Issuer/istio-ca",
 		"--certificate-namespace", "istio-system", "--max-client-certificate-duration", certDuration.String(),
 		"--preserve-certificate-requests")
 	waitHTTP(t, "control plane admin", "http://"+e.admin+"/api/status", e.cp)
