@@ -6,7 +6,7 @@ PEERS   := tools/opa/bin/opa-envoy-plugin tools/opa/bin/opa tools/dex/bin/dex to
 STATICCHECK := tools/staticcheck/bin/staticcheck
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build up deps peers check test e2e bench bench-quick ci clean
+.PHONY: all build up deps peers check test e2e bench bench-quick bench-race-codes ci clean
 
 all: build
 
@@ -52,6 +52,11 @@ bench: build peers
 
 bench-quick: build peers
 	bench/run.sh --quick
+
+# The sidecars built with -race answer every benchmark path as the
+# normal build does.
+bench-race-codes: build
+	bench/race-codes.sh
 
 ci: deps peers check test bench-quick
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,12 +34,17 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	grpcAddr := fs.String("listen", "127.0.0.1:15012", "listener for proxies: config push and the CA")
 	adminAddr := fs.String("admin", "127.0.0.1:15014", "admin API listener")
 	privSock := fs.String("privileged-socket", "", "unix socket for join tokens and root rotation (default STATE/control.sock)")
+	vipRange := fs.String("service-vip-range", controlplane.DefaultVIPRange.String(), "CIDR services without an address of their own get a stable virtual IP from (Istio's auto-allocation range by default)")
 	ttls := addWorkloadTTLFlags(fs)
 	caKind := fs.String("ca", "", "who signs workload certificates: empty for the mesh's own CA (state dir, --cacerts or --external-ca-cfssl), or cert-manager (CertificateRequests to --issuer-ref)")
 	cmKubeconfig := fs.String("cert-manager-kubeconfig", "", "with --ca cert-manager: kubeconfig of the API server where cert-manager runs (default $KUBECONFIG)")
 	cm := addCertManagerFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
+	}
+	vips, err := netip.ParsePrefix(*vipRange)
+	if err != nil {
+		return exitError{code: 2, err: fmt.Errorf("--service-vip-range %q: %w", *vipRange, err)}
 	}
 	if *dir == "" {
 		return exitError{code: 2, err: fmt.Errorf("--config is required")}
@@ -94,6 +100,7 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	d, err := controlplane.StartDaemon(ctx, controlplane.DaemonOptions{
 		ConfigDir: *dir, Authority: auth, Signer: signer, GRPCListen: *grpcAddr, AdminListen: *adminAddr, PrivilegedSocket: *privSock, Log: log,
+		ServiceVIPRange: vips,
 	})
 	if err != nil {
 		return err

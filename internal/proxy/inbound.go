@@ -295,8 +295,9 @@ func appTransport(in InboundPort) http.RoundTripper {
 		protos := new(http.Protocols)
 		protos.SetUnencryptedHTTP2(true)
 		tr.Protocols = protos
+		return tr
 	}
-	return tr
+	return newHTTP1Transport(in.App, d, tr)
 }
 
 func upstreamError(w http.ResponseWriter, r *http.Request, err error) {
@@ -325,7 +326,7 @@ func (p *Proxy) forwardTCP(c net.Conn, in InboundPort, ci connInfo) {
 		p.observe(rec)
 		return
 	}
-	up, err := net.DialTimeout("tcp", in.App, 5*time.Second)
+	up, err := dialApp(in)
 	if err != nil {
 		rec.ResponseFlags = "UF"
 		rec.Duration = time.Since(start)
@@ -411,12 +412,14 @@ const waitBufferSize = 2 << 10
 
 // pump copies src to dst until src ends, as io.Copy does, and returns
 // the bytes written. Spliced connections sit idle most of the time, so
-// pump waits for data in a small buffer of its own and borrows a pooled
-// 32 KiB one once a read fills the small one, until a read returns what
-// the small one would have held: a read from a TLS connection returns
-// at most one record, and a socket read of a busy stream often comes up
-// short, so a read short of the big buffer does not mean the stream went
-// quiet.
+// pump holds as little as it can while it waits: from a plain socket it
+// waits with no buffer at all and borrows a pooled 32 KiB one when data
+// comes (readPooled); from anything else (TLS) it waits in a small buffer
+// of its own and borrows the big one once a read fills the small one.
+// It keeps the big buffer until a read returns what the small one would
+// have held: a read from a TLS connection returns at most one record, and
+// a socket read of a busy stream often comes up short, so a read short of
+// the big buffer does not mean the stream went quiet.
 // Between two plain TCP sockets it leaves the copy to io.Copy, which
 // splices in the kernel.
 func pump(dst io.Writer, src io.Reader) (int64, error) {
@@ -425,8 +428,7 @@ func pump(dst io.Writer, src io.Reader) (int64, error) {
 	if dstTCP && srcTCP {
 		return io.Copy(dst, src)
 	}
-	small := make([]byte, waitBufferSize)
-	buf := small
+	var small []byte
 	var big *[spliceBufferSize]byte
 	defer func() {
 		if big != nil {
@@ -434,8 +436,32 @@ func pump(dst io.Writer, src io.Reader) (int64, error) {
 		}
 	}()
 	var written int64
+	var pooled *pooledReader // once src is a plain socket
 	for {
-		n, rerr := src.Read(buf)
+		var buf []byte
+		var n int
+		var rerr error
+		if pooled == nil {
+			if rc, ok := plainSocket(src); ok {
+				pooled, small = newPooledReader(rc), nil
+			}
+		}
+		switch {
+		case big != nil:
+			buf = big[:]
+			n, rerr = src.Read(buf)
+		case pooled != nil:
+			big, n, rerr = pooled.read()
+			if big != nil {
+				buf = big[:]
+			}
+		default:
+			if small == nil {
+				small = make([]byte, waitBufferSize)
+			}
+			buf = small
+			n, rerr = src.Read(buf)
+		}
 		if n > 0 {
 			w, werr := dst.Write(buf[:n])
 			written += int64(w)
@@ -455,10 +481,9 @@ func pump(dst io.Writer, src io.Reader) (int64, error) {
 		switch {
 		case big == nil && n == len(small):
 			big = spliceBuffers.Get().(*[spliceBufferSize]byte)
-			buf = big[:]
-		case big != nil && n < len(small):
+		case big != nil && n < waitBufferSize:
 			spliceBuffers.Put(big)
-			big, buf = nil, small
+			big = nil
 		}
 	}
 }

@@ -53,15 +53,16 @@ spec:
 
 // testMesh is a control plane and sidecars on loopback.
 type testMesh struct {
-	t     testing.TB
-	ca    *testCA
-	dir   string
-	cp    *controlplane.Server
-	cpLn  net.Listener
-	log   *slog.Logger
-	ctx   context.Context
-	roots *x509.CertPool
-	logs  map[string]*syncLog // access log of each sidecar, by workload name
+	t      testing.TB
+	ca     *testCA
+	dir    string
+	cp     *controlplane.Server
+	cpLn   net.Listener
+	log    *slog.Logger
+	ctx    context.Context
+	roots  *x509.CertPool
+	logs   map[string]*syncLog     // access log of each sidecar, by workload name
+	stores map[string]*proxy.Store // config of each sidecar, by workload name
 }
 
 // syncLog is an access log sink safe for concurrent writes.
@@ -86,7 +87,7 @@ func newTestMesh(t testing.TB) *testMesh {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	m := &testMesh{t: t, ca: newTestCA(t), dir: t.TempDir(), ctx: ctx, log: slog.New(slog.NewTextHandler(io.Discard, nil)), logs: map[string]*syncLog{}}
+	m := &testMesh{t: t, ca: newTestCA(t), dir: t.TempDir(), ctx: ctx, log: slog.New(slog.NewTextHandler(io.Discard, nil)), logs: map[string]*syncLog{}, stores: map[string]*proxy.Store{}}
 	if testing.Verbose() {
 		m.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -156,16 +157,24 @@ func (m *testMesh) sidecarServing(name, sa string, cert, serving *tls.Certificat
 // access log in m.logs.
 func (m *testMesh) sidecarWith(name, sa string, cert, serving *tls.Certificate, opts proxy.Options, tel *proxy.Telemetry) *proxy.Proxy {
 	m.t.Helper()
+	return m.sidecarCerts(name, sa, cert, staticCerts{serving}, opts, tel)
+}
+
+// sidecarCerts is sidecarWith with the data plane's certificates from
+// certs, which may rotate them.
+func (m *testMesh) sidecarCerts(name, sa string, cert *tls.Certificate, certs proxy.Certs, opts proxy.Options, tel *proxy.Telemetry) *proxy.Proxy {
+	m.t.Helper()
 	ref := config.WorkloadRef{Namespace: "workshop", Name: name, Labels: map[string]string{"app": name}, Services: []string{name}}
 	cc := &proxy.Compiler{Self: proxy.Self{Ref: ref, ServiceAccount: sa}, Keys: jwt.NewKeyStore(jwt.KeyStoreOptions{})}
 	store := proxy.NewStore(m.log, cc.Compile)
+	m.stores[name] = store
 	opts.Self = cc.Self
 	if tel == nil {
 		logs := &syncLog{}
 		m.logs[name] = logs
 		tel = &proxy.Telemetry{AccessLog: telemetry.NewAccessLog(logs)}
 	}
-	p := proxy.New(opts, store, staticCerts{serving}, tel, m.log)
+	p := proxy.New(opts, store, certs, tel, m.log)
 	if err := p.Listen(); err != nil {
 		m.t.Fatal(err)
 	}
