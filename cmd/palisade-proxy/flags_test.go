@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"io"
+	"os"
 	"strings"
 	"testing"
 
@@ -104,5 +106,40 @@ func TestJWTCacheSizeFlag(t *testing.T) {
 				t.Errorf("jwt cache size = %d, want %d", f.jwtCacheSize, tt.want)
 			}
 		})
+	}
+}
+
+func TestLimitFlags(t *testing.T) {
+	base := []string{"--workload", "default/sleep", "--control-plane", "127.0.0.1:15012", "--bundle", "root-cert.pem"}
+	f, err := parseFlags(append(base, "--max-request-headers-kb", "96", "--max-connections", "20000", "--request-headers-timeout", "3s"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.limits.MaxRequestHeadersKB != 96 || f.limits.MaxConnections != 20000 || f.limits.RequestHeadersTimeout.String() != "3s" ||
+		f.limits.MaxRequestHeaders != 100 || f.limits.MaxConcurrentStreams != 1000 {
+		t.Errorf("limits = %+v", f.limits)
+	}
+	for _, bad := range [][]string{
+		{"--max-request-headers-kb", "0"}, {"--max-concurrent-streams", "0"}, {"--max-connections", "-1"},
+		{"--request-headers-timeout", "0s"}, {"--log-level", "loud"},
+	} {
+		if _, err := parseFlags(append(append([]string{}, base...), bad...), io.Discard); err == nil || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("%v: err = %v, want one naming %s", bad, err, bad[0])
+		}
+	}
+}
+
+func TestRefusesRootUnlessAllowed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("not root: nothing to refuse")
+	}
+	err := run(context.Background(), []string{"--workload", "default/sleep", "--control-plane", "127.0.0.1:1", "--bundle", "/nonexistent/root-cert.pem"})
+	if err == nil || !strings.Contains(err.Error(), "refusing to run as root") {
+		t.Fatalf("run as root: err = %v, want a refusal", err)
+	}
+	// Allowed, it goes on to read the bundle.
+	err = run(context.Background(), []string{"--allow-root", "--workload", "default/sleep", "--control-plane", "127.0.0.1:1", "--bundle", "/nonexistent/root-cert.pem"})
+	if err == nil || !strings.Contains(err.Error(), "--bundle") {
+		t.Fatalf("run with --allow-root: err = %v, want the missing bundle", err)
 	}
 }
