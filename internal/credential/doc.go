@@ -8,7 +8,9 @@
 // gateway-credentials`) and keeps the gateway's --credentials-dir current:
 // one directory per credential name, swapped atomically through a symlink
 // when the Secret changes (a cert-manager Certificate renewed), so that
-// new connections see the new certificate and open ones are untouched. A
+// new connections see the new certificate and open ones are untouched.
+// Only the credential names it is given are delivered, so no other
+// Secret's key is copied to disk. A
 // Secret that does not hold a valid key pair is logged and the last good
 // files stay; a deleted Secret removes its credential (fail closed).
 package credential

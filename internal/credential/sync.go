@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -76,7 +77,10 @@ type Sync struct {
 	Client    kubernetes.Interface
 	Namespace string
 	Dir       string
-	Log       *slog.Logger
+	// Names are the credentialNames to deliver (with their -cacert
+	// Secrets); no other Secret's key reaches the disk.
+	Names []string
+	Log   *slog.Logger
 
 	mu      sync.Mutex
 	written map[string]Material
@@ -86,6 +90,9 @@ type Sync struct {
 func (s *Sync) Run(ctx context.Context) error {
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
+	}
+	if len(s.Names) == 0 {
+		return errors.New("credential: no credential names to deliver")
 	}
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return fmt.Errorf("credential: %w", err)
@@ -103,6 +110,9 @@ func (s *Sync) Run(ctx context.Context) error {
 			return
 		}
 		name := strings.TrimSuffix(sec.Name, CACertSuffix)
+		if !slices.Contains(s.Names, name) {
+			return
+		}
 		main, _ := lister.Get(name)
 		cacert, _ := lister.Get(name + CACertSuffix)
 		s.apply(name, main, cacert)
@@ -116,7 +126,7 @@ func (s *Sync) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
 		return fmt.Errorf("credential: Secrets of namespace %s: %w", s.Namespace, errors.Join(ctx.Err(), errors.New("cache not synced")))
 	}
-	s.Log.Info("gateway credentials synced from Secrets", "namespace", s.Namespace, "dir", s.Dir)
+	s.Log.Info("gateway credentials synced from Secrets", "namespace", s.Namespace, "credentials", s.Names, "dir", s.Dir)
 	<-ctx.Done()
 	f.Shutdown()
 	return nil

@@ -90,7 +90,7 @@ func TestSyncFollowsSecrets(t *testing.T) {
 	c.Namespace(t, "istio-ingress", nil)
 	dir := t.TempDir()
 	ctx := t.Context()
-	s := &Sync{Client: c.Client, Namespace: "istio-ingress", Dir: dir, Log: slog.New(slog.NewTextHandler(t.Output(), nil))}
+	s := &Sync{Client: c.Client, Namespace: "istio-ingress", Dir: dir, Names: []string{"web-credential"}, Log: slog.New(slog.NewTextHandler(t.Output(), nil))}
 	go func() {
 		if err := s.Run(ctx); err != nil && ctx.Err() == nil {
 			t.Errorf("Run: %v", err)
@@ -104,8 +104,17 @@ func TestSyncFollowsSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A TLS Secret no credentialName names stays in the cluster.
+	otherCert, otherKey := pair(t, "other.example.com")
+	if _, err := secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{"tls.crt": otherCert, "tls.key": otherKey}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	crt := filepath.Join(dir, "web-credential", "tls.crt")
 	waitFile(t, crt, cert1)
+	if left, _ := filepath.Glob(filepath.Join(dir, "*other*")); len(left) != 0 {
+		t.Errorf("a Secret not asked for was written: %v", left)
+	}
 
 	cert2, key2 := pair(t, "v2.example.com")
 	update := func(data map[string][]byte) {

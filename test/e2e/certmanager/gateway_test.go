@@ -32,7 +32,7 @@ func TestGatewayServesCertManagerSecret(t *testing.T) {
 
 	creds := filepath.Join(e.dir, "credentials")
 	sync := startProc(t, "gateway-credentials", filepath.Join(e.logs, "gateway-credentials.log"), nil, e.b.Palisade,
-		"gateway-credentials", "--kubeconfig", c.Kubeconfig, "--namespace", "istio-ingress", "--dir", creds)
+		"gateway-credentials", "--kubeconfig", c.Kubeconfig, "--namespace", "istio-ingress", "--credential", "web-credential", "--dir", creds)
 	meshtest.Eventually(t, 30*time.Second, "the credential written", func() error {
 		if sync.exited() {
 			t.Fatalf("gateway-credentials exited:\n%s", sync.tail())
@@ -47,11 +47,12 @@ func TestGatewayServesCertManagerSecret(t *testing.T) {
 		t.Fatalf("palisade join-token: %v\n%s", err, tok)
 	}
 	https, admin := freeAddr(t), freeAddr(t)
-	gw := startProc(t, "gateway", filepath.Join(e.logs, "gateway.log"), []string{"PALISADE_JOIN_TOKEN=" + strings.TrimSpace(string(tok))},
-		e.b.Proxy, "gateway", "--workload", "istio-ingress/istio-ingressgateway",
+	args := []string{"gateway", "--workload", "istio-ingress/istio-ingressgateway",
 		"--service-account", "istio-ingressgateway-service-account", "--label", "istio=ingressgateway",
 		"--control-plane", e.grpc, "--bundle", e.rootFile, "--admin", admin, "--access-log", "",
-		"--port", "443="+https, "--credentials-dir", creds)
+		"--port", "443=" + https, "--credentials-dir", creds}
+	gw := startProc(t, "gateway", filepath.Join(e.logs, "gateway.log"), []string{"PALISADE_JOIN_TOKEN=" + strings.TrimSpace(string(tok))},
+		e.b.Proxy, append(args, meshtest.AllowRoot()...)...)
 	waitHTTP(t, "gateway ready", "http://"+admin+"/ready", gw)
 
 	rootPEM, err := os.ReadFile(e.rootFile)

@@ -161,12 +161,12 @@ func (e *env) startWorkload(t *testing.T, name, sa string, certTTL time.Duration
 	if err != nil {
 		t.Fatalf("palisade join-token: %v\n%s", err, tok)
 	}
-	w.sidecar = startProc(t, name+" sidecar", filepath.Join(e.logs, name+".proxy.log"),
-		[]string{"PALISADE_JOIN_TOKEN=" + strings.TrimSpace(string(tok))}, e.b.Proxy,
-		"--workload", "e2e/"+name, "--service-account", sa, "--label", "app="+name,
+	args := []string{"--workload", "e2e/" + name, "--service-account", sa, "--label", "app=" + name,
 		"--control-plane", e.grpc, "--bundle", e.rootFile, "--cert-ttl", certTTL.String(),
 		"--inbound", fmt.Sprintf("port=8080,name=http,protocol=HTTP,listen=%s,app=%s", w.inbound, w.app),
-		"--http-proxy", w.proxy, "--admin", w.admin, "--access-log", "")
+		"--http-proxy", w.proxy, "--admin", w.admin, "--access-log", ""}
+	w.sidecar = startProc(t, name+" sidecar", filepath.Join(e.logs, name+".proxy.log"),
+		[]string{"PALISADE_JOIN_TOKEN=" + strings.TrimSpace(string(tok))}, e.b.Proxy, append(args, meshtest.AllowRoot()...)...)
 	if !wantReady {
 		return w
 	}
