@@ -2,7 +2,7 @@
 # test, installing what a fresh machine lacks.
 GO      ?= go
 BIN     := $(CURDIR)/bin
-PEERS   := tools/opa/bin/opa-envoy-plugin tools/opa/bin/opa tools/dex/bin/dex tools/cfssl/bin/cfssl tools/kube/bin/kube-apiserver tools/kube/bin/kubectl tools/helm/bin/helm
+PEERS   := tools/opa/bin/opa-envoy-plugin tools/opa/bin/opa tools/dex/bin/dex tools/cfssl/bin/cfssl tools/kube/bin/kube-apiserver tools/kube/bin/kubectl tools/helm/bin/helm tools/certmanager/bin/cert-manager-controllers
 STATICCHECK := tools/staticcheck/bin/staticcheck
 # Files tests keep for people to look at (the dashboard's screenshots).
 ARTIFACTS ?= $(CURDIR)/test-artifacts
@@ -34,6 +34,8 @@ tools/kube/bin/kube-apiserver tools/kube/bin/kubectl:
 	tools/kube/build.sh
 tools/helm/bin/helm:
 	tools/helm/build.sh
+tools/certmanager/bin/cert-manager-controllers:
+	tools/certmanager/build.sh
 
 $(STATICCHECK):
 	tools/staticcheck/build.sh

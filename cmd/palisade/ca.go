@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"palisade.dev/palisade/internal/ca"
+	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/localmesh"
 )
 
@@ -40,6 +41,7 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	keyType := fs.String("key-type", "ec", "CA key type: ec, rsa2048 or rsa4096 (init, rotate-root)")
 	grace := fs.Duration("grace", ca.DefaultRotationGrace, "rotate-root: time before the new root starts issuing")
 	output := fs.String("o", "text", "show: output format, text or json")
+	admin := fs.String("admin", "", "show: admin address of a running control plane (e.g. 127.0.0.1:15014)")
 	switch cmd {
 	case "init", "show", "rotate-root":
 	case "-h", "--help", "help":
@@ -62,6 +64,24 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *output != "text" && *output != "json" {
 		return exitError{code: 2, err: fmt.Errorf("ca show: -o must be text or json, not %q", *output)}
 	}
+	if cmd == "show" {
+		// A running mesh owns the CA: show its live view. The state on
+		// disk rounds each root's last expiry up (ca.Options.PersistSlack),
+		// so an old root would seem to linger, and opening it here would
+		// write the state under the running control plane.
+		if sock := filepath.Join(filepath.Dir(*state), localmesh.PrivilegedSocket); *admin != "" || socketExists(sock) {
+			var raw json.RawMessage
+			err := adminGet(ctx, filepath.Dir(*state), *admin, "/api/ca", &raw)
+			switch {
+			case err != nil && *admin != "":
+				return err
+			case err == nil:
+				if done, err := printLiveCA(stdout, raw, *output); done || err != nil {
+					return err
+				}
+			}
+		}
+	}
 	td, err := caTrustDomain(cmd, *tdFlag, *state)
 	if err != nil {
 		return err
@@ -76,16 +96,6 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "CA initialised in %s for trust domain %s\n\n", *state, td.Name())
 		return printCAStatus(stdout, a.Status(), "text")
 	case "show":
-		// A running mesh owns the CA: show its live view. The state on
-		// disk rounds each root's last expiry up (ca.Options.PersistSlack),
-		// so an old root would seem to linger, and opening it here would
-		// write the state under the running control plane.
-		if sock := filepath.Join(filepath.Dir(*state), localmesh.PrivilegedSocket); socketExists(sock) {
-			var s ca.Status
-			if err := adminGet(ctx, filepath.Dir(*state), "", "/api/ca", &s); err == nil && s.Mode != "" && s.Mode != "external" {
-				return printCAStatus(stdout, s, *output)
-			}
-		}
 		a, err := ca.Open(*state, opts)
 		if err != nil {
 			return err
@@ -150,4 +160,41 @@ func printCAStatus(w io.Writer, s ca.Status, format string) error {
 			r.ActiveAt.Format(time.RFC3339), last, r.Root.SHA256Fingerprint[:16])
 	}
 	return tw.Flush()
+}
+
+// externalCAStatus is the admin API's view of an external CA.
+type externalCAStatus struct {
+	Mode        string              `json:"mode"`
+	TrustDomain string              `json:"trustDomain"`
+	Issuer      string              `json:"issuer,omitempty"`
+	Roots       []identity.RootInfo `json:"roots"`
+	BundleSize  int                 `json:"bundleSize"`
+}
+
+// printLiveCA prints a running control plane's CA; done is false when the
+// answer is not one to print (then the state on disk is shown).
+func printLiveCA(w io.Writer, raw json.RawMessage, format string) (done bool, err error) {
+	var ext externalCAStatus
+	if err := json.Unmarshal(raw, &ext); err != nil || ext.Mode == "" {
+		return false, err
+	}
+	if ext.Mode != "external" {
+		var s ca.Status
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return false, err
+		}
+		return true, printCAStatus(w, s, format)
+	}
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return true, enc.Encode(ext)
+	}
+	fmt.Fprintf(w, "Mode:          external\nTrust domain:  %s\nSigned by:     %s\nBundle:        %d root(s)\n\n", ext.TrustDomain, orDash(ext.Issuer), ext.BundleSize)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROOT\tSUBJECT\tEXPIRES\tSHA256")
+	for i, r := range ext.Roots {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", i+1, r.Subject, r.NotAfter.Format(time.RFC3339), r.SHA256Fingerprint[:min(16, len(r.SHA256Fingerprint))])
+	}
+	return true, tw.Flush()
 }

@@ -38,6 +38,9 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	vipRange := fs.String("service-vip-range", controlplane.DefaultVIPRange.String(), "CIDR services without an address of their own get a stable virtual IP from (Istio's auto-allocation range by default)")
 	dashFlags := addDashboardFlags(fs)
 	ttls := addWorkloadTTLFlags(fs)
+	caKind := fs.String("ca", "", "who signs workload certificates: empty for the mesh's own CA (state dir, --cacerts or --external-ca-cfssl), or cert-manager (CertificateRequests to --issuer-ref)")
+	cmKubeconfig := fs.String("cert-manager-kubeconfig", "", "with --ca cert-manager: kubeconfig of the API server where cert-manager runs (default $KUBECONFIG)")
+	cm := addCertManagerFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
 	}
@@ -72,6 +75,17 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	var auth *ca.Authority
 	var signer ca.Signer
 	switch {
+	case *caKind != "" && *caKind != "cert-manager":
+		return exitError{code: 2, err: fmt.Errorf("--ca %q: the only external CA named so is cert-manager", *caKind)}
+	case *caKind == "cert-manager" && (*cfsslURL != "" || *cacerts != ""):
+		return exitError{code: 2, err: fmt.Errorf("--ca cert-manager excludes --cacerts and --external-ca-cfssl")}
+	case *caKind == "cert-manager":
+		if maxTTL != 0 {
+			return exitError{code: 2, err: fmt.Errorf("--%s (or %s) applies to the mesh's own CA; with --ca cert-manager use --max-client-certificate-duration", flagMaxWorkloadTTL, envMaxWorkloadTTL)}
+		}
+		if signer, err = cm.signer(ctx, td, *cmKubeconfig, defTTL, log); err != nil {
+			return err
+		}
 	case *cfsslURL != "" && *cacerts != "":
 		return exitError{code: 2, err: fmt.Errorf("--cacerts and --external-ca-cfssl are exclusive")}
 	case *cfsslURL != "":

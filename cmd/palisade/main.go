@@ -47,6 +47,7 @@ func commands() []command {
 		{"control-plane", "run the control plane alone", runControlPlane},
 		{"install", "print (or --apply) the manifests that run Palisade on Kubernetes", runInstall},
 		{"join-token", "mint a one-time join token for a sidecar started by hand", runJoinToken},
+		{"gateway-credentials", "keep a gateway's credentials dir filled from Kubernetes Secrets", runGatewayCredentials},
 	}
 }
 

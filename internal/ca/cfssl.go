@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -180,22 +179,9 @@ func (s *CFSSLSigner) Sign(ctx context.Context, req Request) ([]*x509.Certificat
 
 // checkLeaf fails closed on anything a mesh certificate must not be.
 func (s *CFSSLSigner) checkLeaf(leaf *x509.Certificate, req Request) error {
-	if !publicKeyEqual(req.CSR.PublicKey, leaf.PublicKey) {
-		return errors.New("certificate is for another key")
+	err := checkIssued(leaf, req, s.opts.Bundle, s.intermediates, s.opts.Clock())
+	if errors.Is(err, errNoAuthUsages) {
+		return fmt.Errorf("%w (fix the CFSSL profile's usages)", err)
 	}
-	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != req.ID.String() {
-		return fmt.Errorf("certificate URI SANs %v, want exactly %s", leaf.URIs, req.ID)
-	}
-	if leaf.IsCA {
-		return errors.New("certificate is a CA")
-	}
-	for _, u := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
-		if !slices.Contains(leaf.ExtKeyUsage, u) {
-			return errors.New("certificate lacks serverAuth or clientAuth (fix the CFSSL profile's usages)")
-		}
-	}
-	if _, err := identity.VerifyChain(s.opts.Bundle, append([]*x509.Certificate{leaf}, s.intermediates...), s.opts.Clock()); err != nil {
-		return err
-	}
-	return nil
+	return err
 }

@@ -2,9 +2,6 @@ package ca
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -12,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net/url"
 	"sync"
 	"time"
 
@@ -89,6 +85,14 @@ func (s *Server) CreateCertificate(ctx context.Context, req *securityv1alpha1.Is
 	case errors.Is(err, ErrTTL), errors.Is(err, ErrBadCSR):
 		s.log.Warn("ca: refused certificate request", "identity", id.String(), "reason", err)
 		return nil, status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrRefused):
+		// The issuer's own verdict (a Denied CertificateRequest): the
+		// caller is told why, retrying will not help.
+		s.log.Warn("ca: issuer refused certificate request", "identity", id.String(), "reason", err)
+		return nil, status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		s.log.Error("ca: sign", "identity", id.String(), "err", err)
+		return nil, status.Error(codes.Unavailable, "the issuer did not sign in time; retry later")
 	case err != nil:
 		s.log.Error("ca: sign", "identity", id.String(), "err", err)
 		return nil, status.Error(codes.Internal, "signing failed")
@@ -129,16 +133,21 @@ func publicAuthReason(err error) string {
 
 // ServingCertificate keeps the CA server's own TLS certificate, issued by the
 // signer for the control plane's identity and renewed at half its lifetime.
-// Proxies dialing the CA check that identity against the mesh roots.
+// Proxies dialing the CA check that identity against the mesh roots. While
+// the current certificate is valid, renewal runs in the background, so a
+// slow or unreachable external issuer never holds up a handshake.
 type ServingCertificate struct {
 	signer Signer
 	id     spiffeid.ID
 	ttl    time.Duration
 	clock  func() time.Time
 
-	mu      sync.Mutex
-	cur     *tls.Certificate
-	renewAt time.Time
+	signMu sync.Mutex // one signing at a time
+
+	mu       sync.Mutex
+	cur      *tls.Certificate
+	renewAt  time.Time
+	renewing bool
 }
 
 // NewServingCertificate returns a serving certificate source for id (usually
@@ -151,42 +160,78 @@ func NewServingCertificate(signer Signer, id spiffeid.ID, ttl time.Duration, clo
 	return &ServingCertificate{signer: signer, id: id, ttl: ttl, clock: clock}
 }
 
+// servingSignTimeout bounds one signing of the serving certificate.
+const servingSignTimeout = time.Minute
+
 // GetCertificate implements tls.Config.GetCertificate.
 func (c *ServingCertificate) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.clock()
-	if c.cur != nil && now.Before(c.renewAt) {
-		return c.cur, nil
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("ca: serving certificate: %w", err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{c.id.URL()}}, key)
-	if err != nil {
-		return nil, fmt.Errorf("ca: serving certificate: %w", err)
-	}
-	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
-		return nil, fmt.Errorf("ca: serving certificate: %w", err)
-	}
-	chain, err := c.signer.Sign(context.Background(), Request{CSR: csr, ID: c.id, TTL: c.ttl})
-	if err != nil {
-		if c.cur != nil && now.Before(c.cur.Leaf.NotAfter) {
-			return c.cur, nil // keep serving the current one
+	now, cur := c.clock(), c.cur
+	switch {
+	case cur != nil && now.Before(c.renewAt):
+		c.mu.Unlock()
+		return cur, nil
+	case cur != nil && now.Before(cur.Leaf.NotAfter):
+		if !c.renewing {
+			c.renewing = true
+			go func() {
+				_, err := c.renew()
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				c.renewing = false
+				if err != nil { // retry in a while, not on every handshake
+					c.renewAt = c.clock().Add(min(10*time.Second, c.cur.Leaf.NotAfter.Sub(c.clock())/4))
+				}
+			}()
 		}
+		c.mu.Unlock()
+		return cur, nil
+	}
+	c.mu.Unlock()
+	return c.renew()
+}
+
+// renew signs a new certificate, unless another caller just did.
+func (c *ServingCertificate) renew() (*tls.Certificate, error) {
+	c.signMu.Lock()
+	defer c.signMu.Unlock()
+	c.mu.Lock()
+	now, cur := c.clock(), c.cur
+	c.mu.Unlock()
+	if cur != nil && now.Before(c.renewAtOf(cur, now)) {
+		return cur, nil
+	}
+	csr, key, err := newIdentityCSR(c.id)
+	if err != nil {
+		return nil, fmt.Errorf("ca: serving certificate: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), servingSignTimeout)
+	defer cancel()
+	chain, err := c.signer.Sign(ctx, Request{CSR: csr, ID: c.id, TTL: c.ttl})
+	if err != nil {
 		return nil, fmt.Errorf("ca: serving certificate: %w", err)
 	}
 	cert := &tls.Certificate{PrivateKey: key, Leaf: chain[0]}
 	for _, x := range chain[:len(chain)-1] { // the root is not sent
 		cert.Certificate = append(cert.Certificate, x.Raw)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.cur = cert
 	// Half the lifetime from now: NotBefore is backdated, which for a
 	// short TTL would make every handshake sign a new certificate.
 	c.renewAt = now.Add(chain[0].NotAfter.Sub(now) / 2)
 	return cert, nil
+}
+
+// renewAtOf is when cur is due: c.renewAt if cur is the current one.
+func (c *ServingCertificate) renewAtOf(cur *tls.Certificate, now time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == cur {
+		return c.renewAt
+	}
+	return now
 }
 
 // ServerTLSConfig is the CA server's TLS configuration: its serving

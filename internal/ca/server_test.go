@@ -6,10 +6,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -282,7 +284,62 @@ func TestServingCertificateShortTTLKeptHalfItsLife(t *testing.T) {
 		t.Error("a new serving certificate before half its lifetime")
 	}
 	clock.Advance(2 * time.Second)
-	if later, _ := serving.GetCertificate(nil); later == first {
-		t.Error("the serving certificate was not renewed after half its lifetime")
+	// Due: the current one still serves while the renewal runs.
+	if due, err := serving.GetCertificate(nil); err != nil || due != first {
+		t.Errorf("a due but valid serving certificate was not served while renewing: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		later, err := serving.GetCertificate(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if later != first {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the serving certificate was not renewed after half its lifetime")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// failingSigner refuses every request until ok is set.
+type failingSigner struct {
+	Signer
+	fail atomic.Bool
+}
+
+func (f *failingSigner) Sign(ctx context.Context, req Request) ([]*x509.Certificate, error) {
+	if f.fail.Load() {
+		return nil, errors.New("issuer down")
+	}
+	return f.Signer.Sign(ctx, req)
+}
+
+// An issuer that is down does not break handshakes while the serving
+// certificate is valid; once it has expired, they fail with the reason.
+func TestServingCertificateOutlivesAFailingIssuer(t *testing.T) {
+	clock := newFakeClock()
+	s := &failingSigner{Signer: newTestAuthority(t, clock, KeyEC)}
+	serving := NewServingCertificate(s, identity.ControlPlaneID(td), time.Minute, clock.Now)
+	first, err := serving.GetCertificate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.fail.Store(true)
+	clock.Advance(45 * time.Second)
+	for range 50 {
+		if got, err := serving.GetCertificate(nil); err != nil || got != first {
+			t.Fatalf("handshake with a valid certificate and a failing issuer: %v", err)
+		}
+	}
+	clock.Advance(20 * time.Second)
+	if _, err := serving.GetCertificate(nil); err == nil || !strings.Contains(err.Error(), "issuer down") {
+		t.Fatalf("expired serving certificate, issuer down: err = %v", err)
+	}
+	s.fail.Store(false)
+	if got, err := serving.GetCertificate(nil); err != nil || got == first {
+		t.Fatalf("issuer back: %v", err)
 	}
 }

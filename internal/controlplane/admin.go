@@ -111,7 +111,11 @@ func (d *Daemon) adminHandler() http.Handler {
 	mux.HandleFunc("/api/dashboard/", ui)
 	mux.HandleFunc("GET /api/ca", func(w http.ResponseWriter, r *http.Request) {
 		if d.CA == nil {
-			writeJSON(w, map[string]any{"mode": "external", "roots": d.Signer.Bundle().Info()})
+			out := map[string]any{"mode": "external", "trustDomain": d.trustDom.Name(), "roots": d.Signer.Bundle().Info(), "bundleSize": d.Signer.Bundle().Len()}
+			if s, ok := d.Signer.(interface{ Issuer() string }); ok {
+				out["issuer"] = s.Issuer()
+			}
+			writeJSON(w, out)
 			return
 		}
 		writeJSON(w, d.CA.Status())

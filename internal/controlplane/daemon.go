@@ -163,6 +163,10 @@ func (d *Daemon) follow(ctx context.Context) {
 		bundles, cancel = d.CA.Subscribe()
 		defer cancel()
 		go d.CA.Run(ctx, time.Minute) //nolint:errcheck
+	} else if s, ok := d.Signer.(BundleSubscriber); ok {
+		var cancel func()
+		bundles, cancel = s.Subscribe()
+		defer cancel()
 	}
 	for {
 		select {
@@ -180,6 +184,12 @@ func (d *Daemon) follow(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// BundleSubscriber is an external Signer whose roots can change (the
+// cert-manager signer follows its issuer's CA); each new bundle is pushed.
+type BundleSubscriber interface {
+	Subscribe() (updates <-chan *identity.Bundle, cancel func())
 }
 
 // GRPCAddr and AdminAddr are the bound addresses.
