@@ -34,11 +34,15 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	adminAddr := fs.String("admin", "127.0.0.1:15014", "admin API listener")
 	privSock := fs.String("privileged-socket", "", "unix socket for join tokens and root rotation (default STATE/control.sock)")
 	ttls := addWorkloadTTLFlags(fs)
+	kf := addKubeFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
 	}
-	if *dir == "" {
-		return exitError{code: 2, err: fmt.Errorf("--config is required")}
+	switch {
+	case *dir == "" && !kf.enabled():
+		return exitError{code: 2, err: fmt.Errorf("--config (or --kubeconfig, --kubernetes) is required")}
+	case *dir != "" && kf.enabled():
+		return exitError{code: 2, err: fmt.Errorf("--config and --kubeconfig/--kubernetes are exclusive: one config source")}
 	}
 	maxTTL, defTTL, err := ttls.resolve(fs, os.Getenv)
 	if err != nil {
@@ -49,7 +53,13 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 			flagMaxWorkloadTTL, flagDefaultWorkloadTTL, envMaxWorkloadTTL, envDefaultWorkloadTTL)}
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	snap, err := config.Load(*dir)
+	var snap *config.Snapshot
+	var km *kubeMode
+	if kf.enabled() {
+		km, snap, err = startKube(ctx, kf, log)
+	} else {
+		snap, err = config.Load(*dir)
+	}
 	if err != nil {
 		return err
 	}
@@ -78,13 +88,20 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	if *privSock == "" {
 		*privSock = filepath.Join(*state, localmesh.PrivilegedSocket)
 	}
-	d, err := controlplane.StartDaemon(ctx, controlplane.DaemonOptions{
+	o := controlplane.DaemonOptions{
 		ConfigDir: *dir, Authority: auth, Signer: signer, GRPCListen: *grpcAddr, AdminListen: *adminAddr, PrivilegedSocket: *privSock, Log: log,
-	})
+	}
+	if km != nil {
+		km.options(&o, td, log)
+	}
+	d, err := controlplane.StartDaemon(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer d.Stop()
+	if km != nil {
+		km.publishRoots(ctx, d)
+	}
 	log.Info("control plane serving", "grpc", d.GRPCAddr(), "admin", d.AdminAddr(), "trustDomain", td.Name())
 	<-ctx.Done()
 	return nil

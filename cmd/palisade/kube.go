@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"palisade.dev/palisade/internal/ca"
+	"palisade.dev/palisade/internal/config"
+	"palisade.dev/palisade/internal/controlplane"
+	"palisade.dev/palisade/internal/kube"
+)
+
+// kubeFlags select Kubernetes mode: --kubeconfig PATH, or --kubernetes
+// for the in-cluster config of a pod.
+type kubeFlags struct {
+	kubeconfig string
+	inCluster  bool
+}
+
+func addKubeFlags(fs *flag.FlagSet) *kubeFlags {
+	k := &kubeFlags{}
+	fs.StringVar(&k.kubeconfig, "kubeconfig", "", "read config and workloads from the Kubernetes API server of this kubeconfig instead of a directory")
+	fs.BoolVar(&k.inCluster, "kubernetes", false, "read config and workloads from the Kubernetes API server, with the in-cluster config of the pod")
+	return k
+}
+
+func (k *kubeFlags) enabled() bool { return k.kubeconfig != "" || k.inCluster }
+
+// clients returns the typed and dynamic clients of the selected cluster.
+func (k *kubeFlags) clients() (kubernetes.Interface, dynamic.Interface, error) {
+	var cfg *rest.Config
+	var err error
+	if k.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", k.kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes: %w", err)
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes: %w", err)
+	}
+	return client, dyn, nil
+}
+
+// kubeMode is what Kubernetes mode adds to a control plane.
+type kubeMode struct {
+	client kubernetes.Interface
+	source *kube.Source
+	roots  *kube.RootPublisher
+}
+
+// startKube starts the API server source and waits for its first
+// snapshot, which decides the trust domain.
+func startKube(ctx context.Context, k *kubeFlags, log *slog.Logger) (*kubeMode, *config.Snapshot, error) {
+	client, dyn, err := k.clients()
+	if err != nil {
+		return nil, nil, err
+	}
+	src := kube.NewSource(client, dyn, log)
+	snaps, stop := src.Subscribe()
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- src.Run(ctx) }()
+	select {
+	case snap := <-snaps:
+		return &kubeMode{client: client, source: src, roots: kube.NewRootPublisher(client, log)}, snap, nil
+	case err := <-errc:
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, nil, fmt.Errorf("kubernetes: %w", err)
+	}
+}
+
+// options fills the daemon options of Kubernetes mode.
+func (m *kubeMode) options(o *controlplane.DaemonOptions, td spiffeid.TrustDomain, log *slog.Logger) {
+	o.Source = m.source
+	o.Registry = m.source.Registry()
+	o.Authenticators = append(o.Authenticators, &kube.TokenReviewer{Client: m.client, TrustDomain: td, Log: log})
+}
+
+// publishRoots keeps istio-ca-root-cert current with the daemon's bundle.
+func (m *kubeMode) publishRoots(ctx context.Context, d *controlplane.Daemon) {
+	m.roots.SetBundle(d.Signer.Bundle().MarshalPEM())
+	go m.roots.Run(ctx)
+	if d.CA == nil {
+		return
+	}
+	bundles, cancel := d.CA.Subscribe()
+	go func() {
+		defer cancel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case b := <-bundles:
+				m.roots.SetBundle(b.MarshalPEM())
+			}
+		}
+	}()
+}
+
+var _ ca.Authenticator = (*kube.TokenReviewer)(nil)

@@ -1,0 +1,176 @@
+package kube
+
+import (
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	listerscorev1 "k8s.io/client-go/listers/core/v1"
+	listersdiscoveryv1 "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"palisade.dev/palisade/internal/config"
+	"palisade.dev/palisade/internal/controlplane"
+)
+
+// Registry is the workload registry of Kubernetes mode: every pod that is
+// not finished or being deleted is a workload (its labels, service account
+// and the ports of the Service it backs). A pod backs the Service whose
+// EndpointSlices list it (by targetRef), or else the first Service by
+// name whose selector matches its labels. ServiceEntry and WorkloadEntry
+// resources are added by the push as in every mode.
+type Registry struct {
+	pods       listerscorev1.PodLister
+	services   listerscorev1.ServiceLister
+	slices     listersdiscoveryv1.EndpointSliceLister
+	namespaces listerscorev1.NamespaceLister
+	infs       []cache.SharedIndexInformer
+}
+
+var _ controlplane.Registry = (*Registry)(nil)
+
+func newRegistry(f informers.SharedInformerFactory) *Registry {
+	pods, svcs, slices, nss := f.Core().V1().Pods(), f.Core().V1().Services(), f.Discovery().V1().EndpointSlices(), f.Core().V1().Namespaces()
+	return &Registry{
+		pods: pods.Lister(), services: svcs.Lister(), slices: slices.Lister(), namespaces: nss.Lister(),
+		infs: []cache.SharedIndexInformer{pods.Informer(), svcs.Informer(), slices.Informer(), nss.Informer(), f.Core().V1().ServiceAccounts().Informer()},
+	}
+}
+
+func (r *Registry) informers() []cache.SharedIndexInformer { return r.infs }
+
+// Workloads implements controlplane.Registry.
+func (r *Registry) Workloads(*config.Snapshot) []*controlplane.Workload {
+	pods, err := r.pods.List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	backs := r.podServices()
+	svcsByNS := map[string][]*corev1.Service{}
+	if svcs, err := r.services.List(labels.Everything()); err == nil {
+		sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name < svcs[j].Name })
+		for _, s := range svcs {
+			svcsByNS[s.Namespace] = append(svcsByNS[s.Namespace], s)
+		}
+	}
+	out := make([]*controlplane.Workload, 0, len(pods))
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		sa := p.Spec.ServiceAccountName
+		if sa == "" {
+			sa = "default"
+		}
+		w := &controlplane.Workload{
+			Key:            controlplane.WorkloadKey{Namespace: p.Namespace, Name: p.Name},
+			Labels:         p.Labels,
+			ServiceAccount: sa,
+		}
+		svc := r.serviceOf(p, backs, svcsByNS[p.Namespace])
+		if svc != nil {
+			w.Service = svc.Name
+			w.Ports = servicePorts(svc)
+		}
+		out = append(out, w)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key.String() < out[j].Key.String() })
+	return out
+}
+
+// podServices maps "namespace/pod" to the Services whose EndpointSlices
+// list the pod, sorted.
+func (r *Registry) podServices() map[string][]string {
+	slices, err := r.slices.List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	out := map[string][]string{}
+	for _, sl := range slices {
+		svc := sl.Labels[discoveryv1.LabelServiceName]
+		if svc == "" {
+			continue
+		}
+		for _, ep := range sl.Endpoints {
+			if ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" {
+				continue
+			}
+			k := sl.Namespace + "/" + ep.TargetRef.Name
+			if !contains(out[k], svc) {
+				out[k] = append(out[k], svc)
+				sort.Strings(out[k])
+			}
+		}
+	}
+	return out
+}
+
+func (r *Registry) serviceOf(p *corev1.Pod, backs map[string][]string, svcs []*corev1.Service) *corev1.Service {
+	for _, name := range backs[p.Namespace+"/"+p.Name] {
+		if s, err := r.services.Services(p.Namespace).Get(name); err == nil {
+			return s
+		}
+	}
+	for _, s := range svcs {
+		if len(s.Spec.Selector) > 0 && labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(p.Labels)) {
+			return s
+		}
+	}
+	return nil
+}
+
+// servicePorts turns a Service's ports into workload ports; the protocol
+// is the appProtocol when set, else left to the port name's prefix as
+// Istio does.
+func servicePorts(s *corev1.Service) []config.WorkloadPort {
+	var out []config.WorkloadPort
+	for _, p := range s.Spec.Ports {
+		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+			continue
+		}
+		wp := config.WorkloadPort{Name: p.Name, Number: uint32(p.Port)}
+		if p.AppProtocol != nil {
+			wp.Protocol = appProtocol(*p.AppProtocol)
+		}
+		out = append(out, wp)
+	}
+	return out
+}
+
+// appProtocol maps Kubernetes appProtocol values to Istio's protocol
+// names (kubernetes.io/h2c is HTTP2, as Istio reads it).
+func appProtocol(v string) string {
+	switch v {
+	case "kubernetes.io/h2c":
+		return "HTTP2"
+	case "kubernetes.io/ws", "kubernetes.io/wss":
+		return "HTTP"
+	}
+	return strings.ToUpper(v)
+}
+
+// Namespaces returns the names of every namespace.
+func (r *Registry) Namespaces() []string {
+	nss, err := r.namespaces.List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, len(nss))
+	for _, n := range nss {
+		out = append(out, n.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
