@@ -2,7 +2,7 @@
 # test, installing what a fresh machine lacks.
 GO      ?= go
 BIN     := $(CURDIR)/bin
-PEERS   := tools/opa/bin/opa-envoy-plugin tools/opa/bin/opa tools/dex/bin/dex tools/cfssl/bin/cfssl
+PEERS   := tools/opa/bin/opa-envoy-plugin tools/opa/bin/opa tools/dex/bin/dex tools/cfssl/bin/cfssl tools/kube/bin/kube-apiserver tools/kube/bin/kubectl
 STATICCHECK := tools/staticcheck/bin/staticcheck
 export PATH := $(BIN):$(PATH)
 
@@ -28,6 +28,8 @@ tools/dex/bin/dex:
 	tools/dex/build.sh
 tools/cfssl/bin/cfssl:
 	tools/cfssl/build.sh
+tools/kube/bin/kube-apiserver tools/kube/bin/kubectl:
+	tools/kube/build.sh
 
 $(STATICCHECK):
 	tools/staticcheck/build.sh

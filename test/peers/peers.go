@@ -21,18 +21,35 @@ import (
 // CI is set: then it fails, so CI never passes by skipping.
 func Binary(t testing.TB, env, tool, name string) string {
 	t.Helper()
+	p, err := Find(env, tool, name)
+	if err != nil {
+		missing(t, err.Error())
+	}
+	return p
+}
+
+// Find is Binary without a test: the path of a peer built by
+// tools/<tool>/build.sh ($env when set), or an error saying how to get it.
+func Find(env, tool, name string) (string, error) {
 	p := os.Getenv(env)
 	if p == "" {
 		root, err := moduleRoot()
 		if err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 		p = filepath.Join(root, "tools", tool, "bin", name)
 	}
 	if fi, err := os.Stat(p); err != nil || fi.IsDir() {
-		missing(t, fmt.Sprintf("%s not found at %s (run tools/%s/build.sh, or set %s)", name, p, tool, env))
+		return "", fmt.Errorf("%s not found at %s (run tools/%s/build.sh, or set %s)", name, p, tool, env)
 	}
-	return p
+	return p, nil
+}
+
+// Missing skips the test with msg, or fails it under CI=true, where no
+// test may pass by skipping.
+func Missing(t testing.TB, msg string) {
+	t.Helper()
+	missing(t, msg)
 }
 
 // Command finds a system command (openssl, curl) in PATH, with the same
