@@ -92,6 +92,7 @@ func startKube(ctx context.Context, k *kubeFlags, log *slog.Logger) (*kubeMode, 
 func (m *kubeMode) options(o *controlplane.DaemonOptions, td spiffeid.TrustDomain, log *slog.Logger) {
 	o.Source = m.source
 	o.Registry = m.source.Registry()
+	o.ExactCSRIdentity = true
 	o.Authenticators = append(o.Authenticators, &kube.TokenReviewer{Client: m.client, TrustDomain: td, Log: log})
 }
 

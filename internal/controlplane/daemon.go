@@ -64,7 +64,10 @@ type DaemonOptions struct {
 	// Authenticators are tried on CreateCertificate after join tokens
 	// and before client certificates (a service-account token reviewer).
 	Authenticators []ca.Authenticator
-	Log            *slog.Logger
+	// ExactCSRIdentity refuses a CSR for another identity than the
+	// caller proved (Kubernetes mode, as istiod).
+	ExactCSRIdentity bool
+	Log              *slog.Logger
 }
 
 // StartDaemon loads the config, binds both listeners and starts serving;
@@ -119,6 +122,9 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	caServer, err := ca.NewServer(d.Signer, chain, o.Log)
 	if err != nil {
 		return nil, err
+	}
+	if o.ExactCSRIdentity {
+		caServer.RefuseOtherIdentity()
 	}
 	serving := ca.NewServingCertificate(d.Signer, identity.ControlPlaneID(td), 0, nil)
 	d.grpc = grpc.NewServer(
