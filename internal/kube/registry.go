@@ -1,7 +1,9 @@
 package kube
 
 import (
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -70,10 +72,11 @@ func (r *Registry) Workloads(*config.Snapshot) []*controlplane.Workload {
 			Labels:         p.Labels,
 			ServiceAccount: sa,
 		}
-		svc := r.serviceOf(p, backs, svcsByNS[p.Namespace])
+		svc, ep := r.serviceOf(p, backs, svcsByNS[p.Namespace])
 		if svc != nil {
 			w.Service = svc.Name
 			w.Ports = servicePorts(svc)
+			w.Inbound = ep.inbound(svc)
 		}
 		out = append(out, w)
 	}
@@ -81,45 +84,81 @@ func (r *Registry) Workloads(*config.Snapshot) []*controlplane.Workload {
 	return out
 }
 
-// podServices maps "namespace/pod" to the Services whose EndpointSlices
-// list the pod, sorted.
-func (r *Registry) podServices() map[string][]string {
-	slices, err := r.slices.List(labels.Everything())
-	if err != nil {
+// endpoint is a pod's entry in one Service's EndpointSlices: its
+// address and the slice's ports by name.
+type endpoint struct {
+	service string
+	address string
+	ports   map[string]int32
+}
+
+// inbound maps the Service's port numbers to the pod's address and
+// target port, as the EndpointSlice lists them.
+func (e endpoint) inbound(svc *corev1.Service) map[uint32]string {
+	if e.address == "" {
 		return nil
 	}
-	out := map[string][]string{}
-	for _, sl := range slices {
-		svc := sl.Labels[discoveryv1.LabelServiceName]
-		if svc == "" {
-			continue
-		}
-		for _, ep := range sl.Endpoints {
-			if ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" {
-				continue
-			}
-			k := sl.Namespace + "/" + ep.TargetRef.Name
-			if !contains(out[k], svc) {
-				out[k] = append(out[k], svc)
-				sort.Strings(out[k])
-			}
+	out := map[uint32]string{}
+	for _, p := range svc.Spec.Ports {
+		if tp, ok := e.ports[p.Name]; ok {
+			out[uint32(p.Port)] = net.JoinHostPort(e.address, strconv.Itoa(int(tp)))
 		}
 	}
 	return out
 }
 
-func (r *Registry) serviceOf(p *corev1.Pod, backs map[string][]string, svcs []*corev1.Service) *corev1.Service {
-	for _, name := range backs[p.Namespace+"/"+p.Name] {
-		if s, err := r.services.Services(p.Namespace).Get(name); err == nil {
-			return s
+// podServices maps "namespace/pod" to its entries in EndpointSlices (by
+// targetRef), sorted by Service name.
+func (r *Registry) podServices() map[string][]endpoint {
+	slices, err := r.slices.List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	out := map[string][]endpoint{}
+	for _, sl := range slices {
+		svc := sl.Labels[discoveryv1.LabelServiceName]
+		if svc == "" {
+			continue
+		}
+		ports := map[string]int32{}
+		for _, p := range sl.Ports {
+			if p.Port != nil && (p.Protocol == nil || *p.Protocol == corev1.ProtocolTCP) {
+				name := ""
+				if p.Name != nil {
+					name = *p.Name
+				}
+				ports[name] = *p.Port
+			}
+		}
+		for _, ep := range sl.Endpoints {
+			if ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" || len(ep.Addresses) == 0 {
+				continue
+			}
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			k := sl.Namespace + "/" + ep.TargetRef.Name
+			out[k] = append(out[k], endpoint{service: svc, address: ep.Addresses[0], ports: ports})
+		}
+	}
+	for _, eps := range out {
+		sort.Slice(eps, func(i, j int) bool { return eps[i].service < eps[j].service })
+	}
+	return out
+}
+
+func (r *Registry) serviceOf(p *corev1.Pod, backs map[string][]endpoint, svcs []*corev1.Service) (*corev1.Service, endpoint) {
+	for _, ep := range backs[p.Namespace+"/"+p.Name] {
+		if s, err := r.services.Services(p.Namespace).Get(ep.service); err == nil {
+			return s, ep
 		}
 	}
 	for _, s := range svcs {
 		if len(s.Spec.Selector) > 0 && labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(p.Labels)) {
-			return s
+			return s, endpoint{}
 		}
 	}
-	return nil
+	return nil, endpoint{}
 }
 
 // servicePorts turns a Service's ports into workload ports; the protocol
@@ -164,13 +203,4 @@ func (r *Registry) Namespaces() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
