@@ -117,4 +117,13 @@ func (m *kubeMode) publishRoots(ctx context.Context, d *controlplane.Daemon) {
 	}()
 }
 
+// loadCluster reads what is in the cluster once, for analyze.
+func loadCluster(ctx context.Context, k *kubeFlags) (*config.Snapshot, error) {
+	client, dyn, err := k.clients()
+	if err != nil {
+		return nil, err
+	}
+	return kube.LoadAll(ctx, client, dyn)
+}
+
 var _ ca.Authenticator = (*kube.TokenReviewer)(nil)

@@ -95,9 +95,9 @@ func DecodeMesh(data map[string]string) (*config.Snapshot, error) {
 	return &config.Snapshot{Mesh: m, MeshFile: file}, nil
 }
 
-// LoadAll reads every Istio object and the mesh ConfigMap once, as
-// config.LoadAll reads files: the snapshot holds what decoded cleanly and
-// the error every problem. `palisade analyze --kubeconfig` uses it.
+// LoadAll reads every Istio object, the Namespaces and the mesh ConfigMap
+// once, as config.LoadAll reads files: the snapshot holds what decoded
+// cleanly and the error every problem. `palisade analyze --kubeconfig` uses it.
 func LoadAll(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface) (*config.Snapshot, error) {
 	var errs []error
 	snap := &config.Snapshot{Version: 1, Mesh: config.DefaultMesh()}
@@ -112,6 +112,16 @@ func LoadAll(ctx context.Context, client kubernetes.Interface, dyn dynamic.Inter
 		}
 	case !apierrors.IsNotFound(err):
 		return nil, fmt.Errorf("kube: read mesh config: %w", err)
+	}
+	nss, err := client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("kube: list namespaces: %w", err)
+	}
+	for _, n := range nss.Items {
+		snap.Resources = append(snap.Resources, &config.Resource{
+			APIVersion: "v1", Kind: config.KindNamespace, Meta: config.Meta{Name: n.Name, Labels: n.Labels},
+			Source: config.Source{File: ObjectName(config.KindNamespace, "", n.Name), Line: 1},
+		})
 	}
 	for _, k := range istioKinds {
 		list, err := dyn.Resource(k.GVR).List(ctx, metav1.ListOptions{})

@@ -160,6 +160,12 @@ spec:
 		if !strings.Contains(cp.output(), "invalid object, keeping its last good version") {
 			t.Errorf("control plane did not log the invalid object")
 		}
+		// analyze reads the cluster and reports it as it would the file.
+		out, err := runPalisade(b, "analyze", "--kubeconfig", c.Kubeconfig)
+		if err == nil || !strings.Contains(out, "workshop/AuthorizationPolicy/broken:") || !strings.Contains(out, "DENY action without `rules`") {
+			t.Errorf("palisade analyze --kubeconfig: %v:\n%s", err, out)
+		}
+		t.Logf("palisade analyze --kubeconfig:\n%s", out)
 		kubectl(t, c, "delete", "authorizationpolicy", "broken", "-n", ns)
 	})
 
