@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/client-go/dynamic"
@@ -124,6 +125,53 @@ func loadCluster(ctx context.Context, k *kubeFlags) (*config.Snapshot, error) {
 		return nil, err
 	}
 	return kube.LoadAll(ctx, client, dyn)
+}
+
+// podKey reads istioctl's NAME.NAMESPACE (the namespace after the last
+// dot, as pod names may hold dots; "default" without one).
+func podKey(s string) controlplane.WorkloadKey {
+	if i := strings.LastIndexByte(s, '.'); i > 0 && i < len(s)-1 {
+		return controlplane.WorkloadKey{Namespace: s[i+1:], Name: s[:i]}
+	}
+	return controlplane.WorkloadKey{Namespace: "default", Name: s}
+}
+
+// parseTarget reads NAMESPACE/NAME, or a pod as istioctl names it,
+// NAME.NAMESPACE.
+func parseTarget(s string) (controlplane.WorkloadKey, error) {
+	if strings.Contains(s, "/") || s == "" {
+		return controlplane.ParseWorkloadKey(s)
+	}
+	return podKey(s), nil
+}
+
+// loadClusterWorkloads reads the config in force and the workloads from
+// the cluster; objects that fail validation are left out, as the control
+// plane leaves them out.
+func loadClusterWorkloads(ctx context.Context, k *kubeFlags) (*config.Snapshot, []*controlplane.Workload, error) {
+	client, dyn, err := k.clients()
+	if err != nil {
+		return nil, nil, err
+	}
+	snap, err := kube.LoadAll(ctx, client, dyn)
+	if snap == nil {
+		return nil, nil, err
+	}
+	ws, err := kube.ListWorkloads(ctx, client)
+	if err != nil {
+		return nil, nil, err
+	}
+	return snap, ws, nil
+}
+
+// describeInCluster explains a pod from what the API server holds, with
+// the code the control plane runs.
+func describeInCluster(ctx context.Context, k *kubeFlags, key controlplane.WorkloadKey) (*controlplane.Description, error) {
+	snap, ws, err := loadClusterWorkloads(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return controlplane.Describe(snap, ws, key)
 }
 
 var _ ca.Authenticator = (*kube.TokenReviewer)(nil)

@@ -1,6 +1,8 @@
 package kube
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"sort"
 	"strconv"
@@ -8,8 +10,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	listersdiscoveryv1 "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
@@ -170,7 +174,7 @@ func servicePorts(s *corev1.Service) []config.WorkloadPort {
 		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
 			continue
 		}
-		wp := config.WorkloadPort{Name: p.Name, Number: uint32(p.Port)}
+		wp := config.WorkloadPort{Name: p.Name, Number: uint32(p.Port), Protocol: namedProtocol(p.Name)}
 		if p.AppProtocol != nil {
 			wp.Protocol = appProtocol(*p.AppProtocol)
 		}
@@ -191,6 +195,17 @@ func appProtocol(v string) string {
 	return strings.ToUpper(v)
 }
 
+// namedProtocol is Istio's protocol selection by port name:
+// <protocol>[-<suffix>]; "" when the name names none (then sniffed).
+func namedProtocol(name string) string {
+	p, _, _ := strings.Cut(strings.ToLower(name), "-")
+	switch p {
+	case "http", "http2", "https", "grpc", "tcp", "tls", "mongo", "mysql", "redis":
+		return strings.ToUpper(p)
+	}
+	return ""
+}
+
 // Namespaces returns the names of every namespace.
 func (r *Registry) Namespaces() []string {
 	nss, err := r.namespaces.List(labels.Everything())
@@ -203,4 +218,36 @@ func (r *Registry) Namespaces() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// ListWorkloads lists the cluster's workloads once, for the CLI: one
+// List of each kind into the registry's listers, no watch.
+func ListWorkloads(ctx context.Context, client kubernetes.Interface) ([]*controlplane.Workload, error) {
+	idx := func() cache.Indexer {
+		return cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	}
+	pods, svcs, slices := idx(), idx(), idx()
+	pl, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("kube: list pods: %w", err)
+	}
+	for i := range pl.Items {
+		pods.Add(&pl.Items[i]) //nolint:errcheck // the key func cannot fail on a pod
+	}
+	sl, err := client.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("kube: list services: %w", err)
+	}
+	for i := range sl.Items {
+		svcs.Add(&sl.Items[i]) //nolint:errcheck
+	}
+	el, err := client.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("kube: list endpointslices: %w", err)
+	}
+	for i := range el.Items {
+		slices.Add(&el.Items[i]) //nolint:errcheck
+	}
+	r := &Registry{pods: listerscorev1.NewPodLister(pods), services: listerscorev1.NewServiceLister(svcs), slices: listersdiscoveryv1.NewEndpointSliceLister(slices)}
+	return r.Workloads(nil), nil
 }

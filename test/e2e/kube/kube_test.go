@@ -68,6 +68,29 @@ func TestWorkshopOnKubernetes(t *testing.T) {
 		}
 	}
 
+	t.Run("CLI against the cluster", func(t *testing.T) {
+		out, err := runPalisade(b, "describe", "pod", "catalogdetail-0.workshop", "--kubeconfig", c.Kubeconfig)
+		if err != nil {
+			t.Fatalf("describe pod: %v: %s", err, out)
+		}
+		t.Logf("palisade describe pod catalogdetail-0.workshop --kubeconfig:\n%s", out)
+		for _, want := range []string{"Workload:  workshop/catalogdetail-0", "spiffe://cluster.local/ns/workshop/sa/catalogdetail-sa",
+			"Service:   catalogdetail.workshop.svc.cluster.local", "port 3000/http: STRICT, set by istio-system/default", "workshop/catalogdetail"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("describe pod lacks %q:\n%s", want, out)
+			}
+		}
+		out, err = runPalisade(b, "authz", "check", "--kubeconfig", c.Kubeconfig, "--to", "catalogdetail-0.workshop", "--from", "workshop/sa/productcatalog-sa", "--path", "/catalogDetail")
+		if err != nil || !strings.Contains(out, "ALLOW") {
+			t.Errorf("authz check --to POD.NAMESPACE: %v:\n%s", err, out)
+		}
+		out, err = runPalisade(b, "proxy-config", "secret", "frontend-0.workshop", "--admin", cp.admin)
+		if err != nil || !strings.Contains(out, "spiffe://cluster.local/ns/workshop/sa/frontend-sa") {
+			t.Errorf("proxy-config secret POD.NAMESPACE: %v:\n%s", err, out)
+		}
+		t.Logf("palisade proxy-config secret frontend-0.workshop:\n%s", out)
+	})
+
 	t.Run("PeerAuthentication edit", func(t *testing.T) {
 		load := startLoad(front)
 		for _, step := range []struct{ from, to string }{{"STRICT", "PERMISSIVE"}, {"PERMISSIVE", "STRICT"}} {
