@@ -38,6 +38,13 @@ type sidecarFlags struct {
 	accessLog      string
 	logFormat      string
 	pprof          bool
+	// captured mode (iptables sends the workload's traffic here)
+	capture         bool
+	captureOutbound string
+	captureInbound  string
+	dnsListen       string
+	dnsUpstreams    string
+	resolvConf      string
 	// gateway mode
 	gateway        bool
 	gatewayPorts   gatewayFlag
@@ -71,6 +78,12 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.StringVar(&f.accessLog, "access-log", "-", "access log file, - for standard output, empty for none")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener (off by default)")
+	fs.BoolVar(&f.capture, "capture", false, "captured mode, as in an Istio pod: serve the traffic palisade-proxy init redirects (outbound on --capture-outbound, inbound on --capture-inbound) and DNS on --dns; --inbound ports then need no listen= and their app defaults to 127.0.0.1:PORT")
+	fs.StringVar(&f.captureOutbound, "capture-outbound", "0.0.0.0:15001", "captured mode: the outbound listener iptables redirects the app's connections to (Istio's 15001)")
+	fs.StringVar(&f.captureInbound, "capture-inbound", "0.0.0.0:15006", "captured mode: the inbound listener iptables redirects connections for the workload's ports to (Istio's 15006)")
+	fs.StringVar(&f.dnsListen, "dns", "127.0.0.1:15053", "captured mode: the DNS proxy's UDP and TCP address (Istio's 15053); empty for none")
+	fs.StringVar(&f.dnsUpstreams, "dns-upstream", "", "captured mode: resolvers (host:port, comma-separated) for names outside the mesh (default: the nameservers of --resolv-conf)")
+	fs.StringVar(&f.resolvConf, "resolv-conf", "/etc/resolv.conf", "captured mode: resolv.conf whose nameservers and search domains the DNS proxy follows")
 	if f.gateway {
 		fs.Var(&f.gatewayPorts, "port", "gateway: a Gateway server port and where to listen for it, PORT=HOST:PORT (repeatable)")
 		fs.StringVar(&f.credentialsDir, "credentials-dir", "", "gateway: directory of TLS credentials by credentialName (NAME/tls.crt, tls.key, ca.crt)")
@@ -104,6 +117,7 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	if f.logFormat != "json" && f.logFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format %q: json or text", f.logFormat))
 	}
+	errs = append(errs, f.checkCapture()...)
 	if f.gateway && len(f.gatewayPorts) == 0 {
 		errs = append(errs, errors.New("gateway: at least one --port is required"))
 	}
@@ -111,6 +125,50 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 		_, f.service, _ = strings.Cut(f.workload, "/")
 	}
 	return f, errors.Join(errs...)
+}
+
+// checkCapture validates the captured-mode flags and fills in the
+// inbound ports' defaults: no listener of their own, the app on
+// 127.0.0.1 at the port itself, as Istio forwards to an app in a pod.
+func (f *sidecarFlags) checkCapture() []error {
+	var errs []error
+	if !f.capture {
+		for _, in := range f.inbound {
+			if in.Listen == "" || in.App == "" {
+				errs = append(errs, fmt.Errorf("--inbound %d: listen= and app= are required without --capture", in.Port))
+			}
+		}
+		return errs
+	}
+	if f.gateway {
+		return append(errs, errors.New("--capture: not for a gateway"))
+	}
+	for name, a := range map[string]string{"--capture-outbound": f.captureOutbound, "--capture-inbound": f.captureInbound} {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", name, a, err))
+		}
+	}
+	if f.dnsListen != "" {
+		if _, _, err := net.SplitHostPort(f.dnsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--dns %q: %w", f.dnsListen, err))
+		}
+	}
+	if f.dnsUpstreams != "" {
+		for _, u := range strings.Split(f.dnsUpstreams, ",") {
+			if _, _, err := net.SplitHostPort(u); err != nil {
+				errs = append(errs, fmt.Errorf("--dns-upstream %q: %w", u, err))
+			}
+		}
+	}
+	for i, in := range f.inbound {
+		if in.Listen != "" {
+			errs = append(errs, fmt.Errorf("--inbound %d: listen= is not used with --capture: connections arrive on --capture-inbound", in.Port))
+		}
+		if in.App == "" {
+			f.inbound[i].App = net.JoinHostPort("127.0.0.1", strconv.FormatUint(uint64(in.Port), 10))
+		}
+	}
+	return errs
 }
 
 type labelFlag map[string]string
@@ -138,6 +196,9 @@ func (f *inboundFlag) Set(s string) error {
 		return fmt.Errorf("inbound %q: port must be 1-65535", s)
 	}
 	for _, k := range []string{"listen", "app"} {
+		if _, set := kv[k]; !set {
+			continue // required unless --capture, checked once every flag is read
+		}
 		if _, _, err := net.SplitHostPort(kv[k]); err != nil {
 			return fmt.Errorf("inbound %q: %s: %w", s, k, err)
 		}

@@ -16,9 +16,11 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"palisade.dev/palisade/internal/config"
+	"palisade.dev/palisade/internal/dnsproxy"
 	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/jwt"
 	"palisade.dev/palisade/internal/proxy"
@@ -38,6 +40,9 @@ const (
 )
 
 func run(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "init" {
+		return runInit(ctx, args[1:], os.Stdout, os.Stderr)
+	}
 	f, err := parseFlags(args, os.Stderr)
 	if err != nil {
 		return err
@@ -113,14 +118,31 @@ func run(ctx context.Context, args []string) error {
 	if w != nil {
 		tel.AccessLog = telemetry.NewAccessLog(w)
 	}
-	p := proxy.New(proxy.Options{Self: self, Inbound: f.inbound, HTTP: f.httpProxy, Outbound: f.outbound,
-		Gateway: f.gatewayPorts, CredentialsDir: f.credentialsDir}, store, agent, tel, log)
+	opts := proxy.Options{Self: self, Inbound: f.inbound, HTTP: f.httpProxy, Outbound: f.outbound,
+		Gateway: f.gatewayPorts, CredentialsDir: f.credentialsDir}
+	if f.capture {
+		opts.CaptureOutbound, opts.CaptureInbound = f.captureOutbound, f.captureInbound
+	}
+	p := proxy.New(opts, store, agent, tel, log)
 	if err := p.Listen(); err != nil {
 		return err
 	}
+	if f.capture && f.dnsListen != "" {
+		dns, err := startDNS(f, store, log)
+		if err != nil {
+			p.Close()
+			return err
+		}
+		defer dns.Close()
+	}
 
+	// Keepalive pings find a connection the network dropped silently (a
+	// link cut while the stream was idle), so the client reconnects and
+	// resyncs instead of waiting on it forever; the control plane allows
+	// one every 10s.
 	conn, err := grpc.NewClient(f.controlPlane, grpc.WithTransportCredentials(credentials.NewTLS(
-		xds.ClientTLS(td, agent.Bundle, agent.GetClientCertificate))))
+		xds.ClientTLS(td, agent.Bundle, agent.GetClientCertificate))),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}))
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
@@ -161,8 +183,36 @@ func nodeMetadata(o proxy.Options, admin string, gateway bool, labels map[string
 	for _, p := range o.Inbound {
 		k := strconv.FormatUint(uint64(p.Port), 10)
 		in[k], app[k] = p.Listen, p.App
+		if p.Listen == "" {
+			in[k] = o.CaptureInbound // captured: every port arrives there
+		}
 	}
 	return structpb.NewStruct(map[string]any{metaInbound: in, metaApp: app, metaAdmin: admin, metaHTTP: o.HTTP})
+}
+
+// startDNS starts the DNS proxy on the mesh names of the config in
+// store, forwarding the rest to --dns-upstream or resolv.conf's
+// nameservers, with resolv.conf's search domains.
+func startDNS(f *sidecarFlags, store *proxy.Store, log *slog.Logger) (*dnsproxy.Server, error) {
+	servers, search, err := dnsproxy.ReadResolvConf(f.resolvConf)
+	if err != nil && f.dnsUpstreams == "" {
+		return nil, fmt.Errorf("--resolv-conf: %w (or give --dns-upstream)", err)
+	}
+	if f.dnsUpstreams != "" {
+		servers = strings.Split(f.dnsUpstreams, ",")
+	}
+	s, err := dnsproxy.Start(dnsproxy.Config{Listen: f.dnsListen, Upstreams: servers, Search: search, Log: log,
+		Names: func() dnsproxy.Names {
+			if c := store.Current(); c != nil {
+				return c
+			}
+			return nil
+		}})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("DNS proxy started", "listen", s.Addr(), "upstreams", servers, "search", search)
+	return s, nil
 }
 
 func newLogger(format string, w io.Writer) *slog.Logger {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,10 +34,15 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	grpcAddr := fs.String("listen", "127.0.0.1:15012", "listener for proxies: config push and the CA")
 	adminAddr := fs.String("admin", "127.0.0.1:15014", "admin API listener")
 	privSock := fs.String("privileged-socket", "", "unix socket for join tokens and root rotation (default STATE/control.sock)")
+	vipRange := fs.String("service-vip-range", controlplane.DefaultVIPRange.String(), "CIDR services without an address of their own get a stable virtual IP from (Istio's auto-allocation range by default)")
 	ttls := addWorkloadTTLFlags(fs)
 	kf := addKubeFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
+	}
+	vips, err := netip.ParsePrefix(*vipRange)
+	if err != nil {
+		return exitError{code: 2, err: fmt.Errorf("--service-vip-range %q: %w", *vipRange, err)}
 	}
 	switch {
 	case *dir == "" && !kf.enabled():
@@ -90,6 +96,7 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	o := controlplane.DaemonOptions{
 		ConfigDir: *dir, Authority: auth, Signer: signer, GRPCListen: *grpcAddr, AdminListen: *adminAddr, PrivilegedSocket: *privSock, Log: log,
+		ServiceVIPRange: vips,
 	}
 	if km != nil {
 		km.options(&o, td, log)

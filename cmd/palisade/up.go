@@ -12,6 +12,7 @@ import (
 
 	"palisade.dev/palisade/examples/workshop"
 	"palisade.dev/palisade/internal/ca"
+	"palisade.dev/palisade/internal/capture"
 	"palisade.dev/palisade/internal/localmesh"
 )
 
@@ -26,6 +27,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gwOffset := fs.Int("gateway-port-offset", 8000, "the ingress gateway listens for Gateway ports below 1024 at port+offset (80 on 8080)")
 	grace := fs.Duration("root-rotation-grace", 0, "how long a new root is trusted before it issues (default 1h)")
 	verbose := fs.Bool("v", false, "log at debug level")
+	isolate := fs.Bool("isolate", false, "run each workload in a network namespace of its own, its traffic captured by iptables (needs root)")
+	hosts := fs.Int("hosts", 1, "with --isolate: spread the workloads over this many host namespaces")
+	backend := fs.String("iptables-backend", "auto", "with --isolate: iptables backend for the capture rules: auto, nft or legacy")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: palisade up [flags] [DIR]\n\nRuns the mesh in DIR (default: the workshop sample app) on this machine.")
 		fs.PrintDefaults()
@@ -39,6 +43,18 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	maxCertTTL, err := durationFlagOrEnv(fs, flagMaxWorkloadTTL, *maxTTL, envMaxWorkloadTTL, os.Getenv)
 	if err != nil {
 		return exitError{code: 2, err: err}
+	}
+	var iso *localmesh.Isolate
+	if *isolate {
+		if *hosts < 1 {
+			return exitError{code: 2, err: fmt.Errorf("--hosts %d: at least 1", *hosts)}
+		}
+		if _, err := capture.ParseBackend(*backend); err != nil {
+			return exitError{code: 2, err: fmt.Errorf("--iptables-backend: %w", err)}
+		}
+		iso = &localmesh.Isolate{Hosts: *hosts, IPTablesBackend: *backend}
+	} else if *hosts != 1 {
+		return exitError{code: 2, err: fmt.Errorf("--hosts needs --isolate")}
 	}
 	dir := fs.Arg(0)
 	if dir == "" {
@@ -65,7 +81,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "Starting the mesh in %s ...\n", dir)
 	m, err := localmesh.Up(ctx, localmesh.Options{
 		Dir: dir, StateDir: absState, ProxyBin: filepath.Join(binDir, "palisade-proxy"), BinDir: binDir,
-		GRPCListen: *grpcAddr, AdminListen: *adminAddr, CertTTL: *certTTL, MaxCertTTL: maxCertTTL, RotationGrace: *grace, GatewayPortOffset: *gwOffset, Log: log, Out: stdout,
+		GRPCListen: *grpcAddr, AdminListen: *adminAddr, CertTTL: *certTTL, MaxCertTTL: maxCertTTL, RotationGrace: *grace, GatewayPortOffset: *gwOffset, Isolate: iso, Log: log, Out: stdout,
 	})
 	if err != nil {
 		return err

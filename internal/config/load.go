@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -138,6 +139,7 @@ func assemble(files []string, perFile map[string][]*Resource, onDup func(dup, fi
 		out   []*Resource
 		errs  []error
 		byKey = map[Key]*Resource{}
+		byIP  = map[netip.Addr]*Resource{} // Workload spec.address
 	)
 	for _, f := range files {
 		for _, r := range perFile[f] {
@@ -147,6 +149,17 @@ func assemble(files []string, perFile map[string][]*Resource, onDup func(dup, fi
 					onDup(r, first)
 				}
 				continue
+			}
+			if w, ok := r.Spec.(*WorkloadSpec); ok && w.Address != "" {
+				// Two workloads at one address: the mesh could not tell
+				// which one a captured connection is for.
+				if ip, err := netip.ParseAddr(w.Address); err == nil {
+					if first, taken := byIP[ip]; taken {
+						errs = append(errs, r.fieldError("spec.address", "address %s is already Workload %s/%s's, at %s", ip, first.Meta.Namespace, first.Meta.Name, first.Source))
+						continue
+					}
+					byIP[ip] = r
+				}
 			}
 			byKey[r.Key()] = r
 			out = append(out, r)

@@ -47,6 +47,14 @@ func TestLoad(t *testing.T) {
 			wantErr: []string{"b.yaml:5: Namespace x: metadata.name: duplicate Namespace x, first declared at ", "a.yaml:1"},
 		},
 		{
+			name: "two workloads at one address",
+			files: map[string]string{
+				"a.yaml": "apiVersion: palisade.dev/v1alpha1\nkind: Workload\nmetadata: {name: a, namespace: shop}\nspec:\n  command: x\n  address: 10.250.0.7\n  ports: [{number: 80}]\n",
+				"b.yaml": "apiVersion: palisade.dev/v1alpha1\nkind: Workload\nmetadata: {name: b, namespace: shop}\nspec:\n  command: x\n  address: 10.250.0.7\n  ports: [{number: 80}]\n",
+			},
+			wantErr: []string{"b.yaml:6: Workload shop/b: spec.address: address 10.250.0.7 is already Workload shop/a's, at ", "a.yaml:1"},
+		},
+		{
 			name:    "errors from several files are all reported",
 			files:   map[string]string{"a.yaml": "kind: Namespace\n", "b.yaml": "a: [\n"},
 			wantErr: []string{"a.yaml:1: Namespace: apiVersion: apiVersion is required", "b.yaml:", "invalid YAML"},

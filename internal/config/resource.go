@@ -107,6 +107,13 @@ type WorkloadSpec struct {
 	// Ports the service exposes. The app listens on 127.0.0.1 at the port
 	// Palisade gives it in $PORT (first port) and $PALISADE_PORT_<NAME>.
 	Ports []WorkloadPort `json:"ports"`
+	// Address is the workload's own IP address, for a workload whose
+	// traffic is captured (`palisade up --isolate`, or a pod): the mesh
+	// reaches it at <address>:<port> and its sidecar's inbound capture
+	// takes the connection. Empty: the sidecar's own inbound listeners
+	// are the endpoints (explicit mode). A unicast IPv4 or IPv6 address,
+	// neither loopback nor unspecified.
+	Address string `json:"address,omitempty"`
 	// Command, Args, Env and Dir start the process. Command is looked up in
 	// PATH, or relative to the YAML file's directory when it contains a slash.
 	Command string            `json:"command"`

@@ -375,6 +375,13 @@ func (c *checker) workload(s *WorkloadSpec) {
 	if len(s.Ports) == 0 {
 		c.errorf("spec.ports", "at least one port is required")
 	}
+	if s.Address != "" {
+		if a, err := netip.ParseAddr(s.Address); err != nil || a.Zone() != "" {
+			c.errorf("spec.address", "address %q is not an IP address", s.Address)
+		} else if a.IsLoopback() || a.IsUnspecified() || a.IsMulticast() || a.IsLinkLocalUnicast() {
+			c.errorf("spec.address", "address %q must be a unicast address a peer can reach (not loopback, unspecified, multicast or link-local)", s.Address)
+		}
+	}
 	names, numbers := map[string]bool{}, map[uint32]bool{}
 	for i, port := range s.Ports {
 		p := fmt.Sprintf("spec.ports[%d]", i)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -57,6 +58,9 @@ type DaemonOptions struct {
 	Signer      ca.Signer
 	GRPCListen  string // proxies and the CA API, e.g. 127.0.0.1:15012
 	AdminListen string // admin API, e.g. 127.0.0.1:15014
+	// GRPCListener, when set, is served instead of listening on
+	// GRPCListen (a listener made in another network namespace).
+	GRPCListener net.Listener
 	// PrivilegedSocket is the unix socket (made 0600) for join tokens and
 	// root rotation; "" serves neither.
 	PrivilegedSocket string
@@ -67,7 +71,10 @@ type DaemonOptions struct {
 	// ExactCSRIdentity refuses a CSR for another identity than the
 	// caller proved (Kubernetes mode, as istiod).
 	ExactCSRIdentity bool
-	Log              *slog.Logger
+	// ServiceVIPRange is where services without an address get a
+	// virtual IP (AssignVIPs); zero means DefaultVIPRange.
+	ServiceVIPRange netip.Prefix
+	Log             *slog.Logger
 }
 
 // StartDaemon loads the config, binds both listeners and starts serving;
@@ -109,6 +116,11 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	d.Push = NewServer(o.Log, o.Registry, func(chain []*x509.Certificate) (spiffeid.ID, error) {
 		return identity.VerifyChain(d.Signer.Bundle(), chain, time.Now())
 	})
+	if o.ServiceVIPRange.IsValid() {
+		if err := d.Push.SetVIPRange(o.ServiceVIPRange); err != nil {
+			return nil, err
+		}
+	}
 	if err := d.Push.SetBundle(d.Signer.Bundle().MarshalPEM()); err != nil {
 		return nil, err
 	}
@@ -135,8 +147,10 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	caServer.Register(d.grpc)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(d.grpc, d.Push)
 
-	if d.grpcLn, err = net.Listen("tcp", o.GRPCListen); err != nil {
-		return nil, fmt.Errorf("controlplane: listen %s: %w", o.GRPCListen, err)
+	if d.grpcLn = o.GRPCListener; d.grpcLn == nil {
+		if d.grpcLn, err = net.Listen("tcp", o.GRPCListen); err != nil {
+			return nil, fmt.Errorf("controlplane: listen %s: %w", o.GRPCListen, err)
+		}
 	}
 	if d.adminLn, err = net.Listen("tcp", o.AdminListen); err != nil {
 		d.grpcLn.Close()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,7 @@ type Server struct {
 
 	log      *slog.Logger
 	registry Registry
+	vipRange netip.Prefix // where services without an address get a VIP
 	// verify checks a proxy's client certificate chain against the
 	// mesh's trust bundle and returns its SPIFFE ID. Nil turns identity
 	// checks off, which only tests do.
@@ -97,15 +99,32 @@ type PeerVerifier func(chain []*x509.Certificate) (spiffeid.ID, error)
 func NewServer(log *slog.Logger, reg Registry, verify PeerVerifier) *Server {
 	s := &Server{
 		log: log, registry: reg, verify: verify,
-		inbound: map[WorkloadKey]map[uint32]string{},
-		changed: make(chan struct{}),
-		proxies: map[string]*ProxyStatus{},
-		snap:    &config.Snapshot{Mesh: config.DefaultMesh()},
+		inbound:  map[WorkloadKey]map[uint32]string{},
+		changed:  make(chan struct{}),
+		proxies:  map[string]*ProxyStatus{},
+		snap:     &config.Snapshot{Mesh: config.DefaultMesh()},
+		vipRange: DefaultVIPRange,
 	}
 	if err := s.rebuildLocked(); err != nil {
 		panic(err) // the default mesh config always encodes
 	}
 	return s
+}
+
+// SetVIPRange sets the range services without an address of their own
+// get a virtual IP from (DefaultVIPRange unless set), and pushes the
+// change. A range too small for the mesh is refused and the old one
+// stays.
+func (s *Server) SetVIPRange(r netip.Prefix) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.vipRange
+	s.vipRange = r
+	if err := s.rebuildLocked(); err != nil {
+		s.vipRange = old
+		return err
+	}
+	return nil
 }
 
 // SetSnapshot installs a new config snapshot and pushes what changed. A
@@ -181,7 +200,14 @@ func (s *Server) rebuildLocked() error {
 		}
 		byKey[w.Key] = w
 	}
-	in := &Input{Snapshot: s.snap, Services: BuildServices(s.snap, ws), Bundle: s.bundle}
+	services := BuildServices(s.snap, ws)
+	if sa, ok := s.registry.(ServiceAddresser); ok {
+		SetServiceAddresses(services, sa.ServiceAddresses(s.snap))
+	}
+	if err := AssignVIPs(services, s.vipRange); err != nil {
+		return err
+	}
+	in := &Input{Snapshot: s.snap, Services: services, Bundle: s.bundle}
 	var prev *generation
 	if cur := s.input.Load(); cur != nil {
 		prev = cur.gen

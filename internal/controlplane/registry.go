@@ -3,6 +3,7 @@ package controlplane
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,6 +51,11 @@ type Workload struct {
 	ServiceAccount string
 	Service        string // short service name, in Key.Namespace
 	Ports          []config.WorkloadPort
+	// Address is the workload's own IP when its traffic is captured:
+	// the mesh reaches it at Address:port and the sidecar's inbound
+	// capture takes the connection. Empty in explicit mode, where the
+	// sidecar's inbound listeners are the endpoints.
+	Address string
 	// Inbound maps a service port number to the host:port of the sidecar
 	// listener for it; empty until the proxy connects.
 	Inbound map[uint32]string
@@ -92,6 +98,7 @@ func (ConfigRegistry) Workloads(snap *config.Snapshot) []*Workload {
 			ServiceAccount: sa,
 			Service:        svc,
 			Ports:          spec.Ports,
+			Address:        spec.Address,
 		})
 	}
 	return out
@@ -99,6 +106,9 @@ func (ConfigRegistry) Workloads(snap *config.Snapshot) []*Workload {
 
 // Service is one service a proxy may call: an Istio ServiceEntry, either
 // written by the user or made from the workloads that back a service.
+// Its virtual IP is the ServiceEntry's addresses: a registry that knows
+// one (a Kubernetes Service's ClusterIP) sets it, and AssignVIPs gives
+// one to the services still without.
 type Service struct {
 	Namespace, Name string
 	Spec            *networkingv1alpha3.ServiceEntry
@@ -149,11 +159,22 @@ func BuildServices(snap *config.Snapshot, workloads []*Workload) []*Service {
 			if !ok {
 				continue
 			}
-			host, port, err := net.SplitHostPort(addr)
-			if err != nil {
-				continue
+			host, n := w.Address, uint64(p.Number)
+			if host == "" {
+				// Explicit: peers dial the sidecar's inbound listener.
+				h, port, err := net.SplitHostPort(addr)
+				if err != nil {
+					continue
+				}
+				host = h
+				n, _ = strconv.ParseUint(port, 10, 16)
+				if ip, err := netip.ParseAddr(h); err == nil && ip.IsUnspecified() {
+					continue // a listener on every address names none to dial
+				}
 			}
-			n, _ := strconv.ParseUint(port, 10, 16)
+			// Captured (Address set): peers dial the workload's own
+			// address at the service port; its sidecar's inbound capture
+			// answers, whatever listener it announced.
 			labels := withLabel(w.Labels, PortLabel, portName(p))
 			if peer.Mode(p.Number).Mode != authn.Disable {
 				labels[TLSModeLabel] = TLSModeIstio

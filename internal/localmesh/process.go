@@ -26,9 +26,18 @@ type process struct {
 }
 
 func startProcess(name string, cmd *exec.Cmd, out io.Writer, log *slog.Logger) (*process, error) {
+	return startProcessWith(name, cmd, out, log, (*exec.Cmd).Start)
+}
+
+// startProcessWith starts cmd with start (e.g. inside a network
+// namespace); credentials already in cmd.SysProcAttr are kept.
+func startProcessWith(name string, cmd *exec.Cmd, out io.Writer, log *slog.Logger, start func(*exec.Cmd) error) (*process, error) {
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid, cmd.SysProcAttr.Pdeathsig = true, syscall.SIGKILL
+	if err := start(cmd); err != nil {
 		return nil, fmt.Errorf("localmesh: start %s: %w", name, err)
 	}
 	p := &process{name: name, cmd: cmd, log: log, done: make(chan struct{})}

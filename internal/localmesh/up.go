@@ -43,8 +43,12 @@ type Options struct {
 	// GatewayPortOffset moves the gateway's privileged ports (below 1024)
 	// up, so palisade up needs no privileges: 80 listens on 8080.
 	GatewayPortOffset int
-	Log               *slog.Logger
-	Out               io.Writer // the table and messages for the user
+	// Isolate, when set, runs each workload in a network namespace of its
+	// own with captured traffic (`palisade up --isolate`); nil keeps the
+	// explicit-proxy mode, which needs no privileges.
+	Isolate *Isolate
+	Log     *slog.Logger
+	Out     io.Writer // the table and messages for the user
 }
 
 // StateFile is where a running mesh says how to reach it, for `palisade
@@ -72,6 +76,7 @@ type Mesh struct {
 	procs  []*process
 	rows   []row
 	urls   []string
+	iso    *isolation
 
 	stopBundle context.CancelFunc
 }
@@ -104,14 +109,23 @@ func Up(ctx context.Context, o Options) (m *Mesh, err error) {
 	if err := os.WriteFile(bundlePath, auth.Bundle().MarshalPEM(), 0o644); err != nil {
 		return nil, fmt.Errorf("localmesh: write bundle: %w", err)
 	}
-	d, err := controlplane.StartDaemon(ctx, controlplane.DaemonOptions{
+	dopts := controlplane.DaemonOptions{
 		ConfigDir: o.Dir, Authority: auth, GRPCListen: o.GRPCListen, AdminListen: o.AdminListen, Log: o.Log,
 		PrivilegedSocket: filepath.Join(o.StateDir, PrivilegedSocket),
-	})
-	if err != nil {
-		return nil, err
 	}
-	m = &Mesh{opts: o, daemon: d}
+	var iso *isolation
+	if o.Isolate != nil {
+		if iso, err = startIsolation(ctx, o, snap); err != nil {
+			return nil, err
+		}
+		dopts.GRPCListener = iso.cpLn
+		dopts.Registry = addressRegistry{base: controlplane.ConfigRegistry{}, addrs: iso.byKey}
+	}
+	d, err := controlplane.StartDaemon(ctx, dopts)
+	if err != nil {
+		return nil, errors.Join(err, iso.destroy())
+	}
+	m = &Mesh{opts: o, daemon: d, iso: iso}
 	// root-cert.pem follows the live bundle, so a sidecar started after a
 	// root rotation (by hand, with a join token) trusts the CA's new root.
 	bctx, stopBundle := context.WithCancel(ctx)
@@ -137,11 +151,17 @@ func Up(ctx context.Context, o Options) (m *Mesh, err error) {
 		specs[controlplane.WorkloadKey{Namespace: r.Meta.Namespace, Name: r.Meta.Name}] = r
 	}
 	for _, w := range ws {
-		if err := m.startWorkload(ctx, w, specs[w.Key], bundlePath, td); err != nil {
+		start := m.startWorkload
+		if iso != nil {
+			start = m.startIsolatedWorkload
+		}
+		if err := start(ctx, w, specs[w.Key], bundlePath, td); err != nil {
 			return nil, err
 		}
 	}
-	if ports := gatewayPorts(snap); len(ports) > 0 {
+	if ports := gatewayPorts(snap); len(ports) > 0 && iso != nil {
+		o.Log.Warn("the ingress gateway is not started under --isolate: reach the workloads from the namespace outside the mesh", "namespace", iso.topo.Outside.NS)
+	} else if len(ports) > 0 {
 		if err := m.startGateway(ctx, ports, bundlePath, td); err != nil {
 			return nil, err
 		}
@@ -375,6 +395,9 @@ func (m *Mesh) PrintTable(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\ncontrol plane: %s (admin http://%s/api/status)\nlogs: %s\n", m.daemon.GRPCAddr(), m.daemon.AdminAddr(), filepath.Join(m.opts.StateDir, "logs"))
+	if m.iso != nil {
+		m.iso.printHelp(w)
+	}
 }
 
 // Daemon is the in-process control plane.
@@ -388,6 +411,9 @@ func (m *Mesh) Stop() {
 		m.procs[i].terminate(5 * time.Second)
 	}
 	m.daemon.Stop()
+	if err := m.iso.destroy(); err != nil && m.opts.Log != nil {
+		m.opts.Log.Error("localmesh: remove the isolated network", "err", err)
+	}
 	os.Remove(filepath.Join(m.opts.StateDir, StateFile))
 }
 

@@ -35,27 +35,34 @@ var errHelloSeen = errors.New("proxy: client hello read")
 // read whole from the buffer (the caller then treats the connection as
 // mesh mTLS, as it would without looking).
 func peekClientHello(br *bufio.Reader) (alpn []string, ok bool) {
+	alpn, _, ok = peekHello(br)
+	return alpn, ok
+}
+
+// peekHello reads the ALPN protocols and server name of the TLS
+// ClientHello at the head of br without consuming it.
+func peekHello(br *bufio.Reader) (alpn []string, sni string, ok bool) {
 	hdr, err := br.Peek(5)
 	if err != nil || hdr[0] != 0x16 {
-		return nil, false
+		return nil, "", false
 	}
 	n := 5 + (int(hdr[3])<<8 | int(hdr[4]))
 	if n > br.Size() {
-		return nil, false
+		return nil, "", false
 	}
 	rec, err := br.Peek(n)
 	if err != nil {
-		return nil, false
+		return nil, "", false
 	}
 	var seen bool
 	srv := tls.Server(&replayConn{r: bytes.NewReader(rec)}, &tls.Config{
 		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-			alpn, seen = append([]string(nil), h.SupportedProtos...), true
+			alpn, sni, seen = append([]string(nil), h.SupportedProtos...), h.ServerName, true
 			return nil, errHelloSeen
 		},
 	})
 	_ = srv.Handshake()
-	return alpn, seen
+	return alpn, sni, seen
 }
 
 // replayConn gives crypto/tls a copy of bytes already peeked; what the

@@ -32,6 +32,7 @@ type Compiled struct {
 	Peer        *authn.Resolver
 	Services    []*Upstream
 	hosts       map[string]*Upstream // "host:port" → upstream
+	addrs       addrIndex            // captured destinations and DNS names
 	drs         []destinationRule
 	Policies    Policies
 	Authz       *authz.Engine      // nil when no AuthorizationPolicy applies
@@ -106,7 +107,7 @@ type Compiler struct {
 // Compile builds a Compiled config from pushed resources.
 func (cc *Compiler) Compile(res Resources) (*Compiled, error) {
 	self := cc.Self
-	c := &Compiled{Mesh: config.DefaultMesh(), hosts: map[string]*Upstream{}}
+	c := &Compiled{Mesh: config.DefaultMesh(), hosts: map[string]*Upstream{}, addrs: newAddrIndex()}
 	if m, ok := res[xds.TypeMeshConfig][xds.MeshName].(*meshv1alpha1.MeshConfig); ok {
 		c.Mesh = m
 	}
@@ -148,6 +149,7 @@ func (cc *Compiler) Compile(res Resources) (*Compiled, error) {
 					c.addHost(short, u)
 				}
 			}
+			c.addrs.add(u, se.GetAddresses(), se.GetHosts(), ns == self.Ref.Namespace)
 		}
 	}
 	for _, name := range res.Names(xds.TypeDestinationRule) {

@@ -325,7 +325,7 @@ func (p *Proxy) forwardTCP(c net.Conn, in InboundPort, ci connInfo) {
 		p.observe(rec)
 		return
 	}
-	up, err := net.DialTimeout("tcp", in.App, 5*time.Second)
+	up, err := dialApp(in)
 	if err != nil {
 		rec.ResponseFlags = "UF"
 		rec.Duration = time.Since(start)

@@ -53,15 +53,16 @@ spec:
 
 // testMesh is a control plane and sidecars on loopback.
 type testMesh struct {
-	t     testing.TB
-	ca    *testCA
-	dir   string
-	cp    *controlplane.Server
-	cpLn  net.Listener
-	log   *slog.Logger
-	ctx   context.Context
-	roots *x509.CertPool
-	logs  map[string]*syncLog // access log of each sidecar, by workload name
+	t      testing.TB
+	ca     *testCA
+	dir    string
+	cp     *controlplane.Server
+	cpLn   net.Listener
+	log    *slog.Logger
+	ctx    context.Context
+	roots  *x509.CertPool
+	logs   map[string]*syncLog     // access log of each sidecar, by workload name
+	stores map[string]*proxy.Store // config of each sidecar, by workload name
 }
 
 // syncLog is an access log sink safe for concurrent writes.
@@ -86,7 +87,7 @@ func newTestMesh(t testing.TB) *testMesh {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	m := &testMesh{t: t, ca: newTestCA(t), dir: t.TempDir(), ctx: ctx, log: slog.New(slog.NewTextHandler(io.Discard, nil)), logs: map[string]*syncLog{}}
+	m := &testMesh{t: t, ca: newTestCA(t), dir: t.TempDir(), ctx: ctx, log: slog.New(slog.NewTextHandler(io.Discard, nil)), logs: map[string]*syncLog{}, stores: map[string]*proxy.Store{}}
 	if testing.Verbose() {
 		m.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -159,6 +160,7 @@ func (m *testMesh) sidecarWith(name, sa string, cert, serving *tls.Certificate, 
 	ref := config.WorkloadRef{Namespace: "workshop", Name: name, Labels: map[string]string{"app": name}, Services: []string{name}}
 	cc := &proxy.Compiler{Self: proxy.Self{Ref: ref, ServiceAccount: sa}, Keys: jwt.NewKeyStore(jwt.KeyStoreOptions{})}
 	store := proxy.NewStore(m.log, cc.Compile)
+	m.stores[name] = store
 	opts.Self = cc.Self
 	if tel == nil {
 		logs := &syncLog{}

@@ -1,22 +1,18 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/encoding/prototext"
-	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 
 	"palisade.dev/palisade/internal/telemetry"
@@ -38,6 +34,9 @@ type route struct {
 	mode     tlsMode
 	settings *networkingv1alpha3.ClientTLSSettings
 	rule     string // namespace/name of the DestinationRule, "" for auto
+	// pin is the one endpoint to dial, when a captured connection named
+	// an endpoint's own address; "" picks round robin.
+	pin string
 }
 
 func (p *Proxy) route(cfg *Compiled, u *Upstream) route {
@@ -59,6 +58,16 @@ func (p *Proxy) route(cfg *Compiled, u *Upstream) route {
 		r.mode = modePlain
 	}
 	return r
+}
+
+// pinned is the endpoint rt is pinned to.
+func (rt route) pinned() Endpoint {
+	for _, ep := range rt.u.Endpoints {
+		if ep.Addr == rt.pin {
+			return ep
+		}
+	}
+	return Endpoint{Addr: rt.pin}
 }
 
 // upstreamPool keeps pooled HTTP transports per upstream service port and
@@ -92,9 +101,11 @@ func (up *upstreamPool) pick(u *Upstream) (Endpoint, error) {
 // dial opens a connection to one endpoint of rt, with the TLS the route
 // asks for; alpn is offered on TLS.
 func (up *upstreamPool) dial(ctx context.Context, rt route, alpn []string) (net.Conn, error) {
-	ep, err := up.pick(rt.u)
-	if err != nil {
-		return nil, err
+	ep, err := rt.pinned(), error(nil)
+	if rt.pin == "" {
+		if ep, err = up.pick(rt.u); err != nil {
+			return nil, err
+		}
 	}
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	c, err := d.DialContext(ctx, "tcp", ep.Addr)
@@ -128,7 +139,7 @@ func (up *upstreamPool) dial(ctx context.Context, rt route, alpn []string) (net.
 // negotiates HTTP/2 between sidecars, so many requests share one
 // connection.
 func (up *upstreamPool) transport(rt route) *http.Transport {
-	key := fmt.Sprintf("%s|%d|%d|%s", rt.u.Service, rt.u.Port, rt.mode, rt.rule)
+	key := fmt.Sprintf("%s|%d|%d|%s|%s", rt.u.Service, rt.u.Port, rt.mode, rt.rule, rt.pin)
 	if rt.settings != nil {
 		// A DestinationRule edited in place (other CA, client
 		// certificate, SNI) must not reuse connections made under the
@@ -140,12 +151,14 @@ func (up *upstreamPool) transport(rt route) *http.Transport {
 	if t, ok := up.transports[key]; ok {
 		return t
 	}
-	service, port := rt.u.Service, rt.u.Port
+	service, port, pin := rt.u.Service, rt.u.Port, rt.pin
 	current := func() (route, error) {
 		cfg := up.p.store.Current()
 		for _, u := range cfg.Services {
 			if u.Service == service && u.Port == port {
-				return up.p.route(cfg, u), nil
+				r := up.p.route(cfg, u)
+				r.pin = pin
+				return r, nil
 			}
 		}
 		return route{}, fmt.Errorf("proxy: service %s port %d is gone", service, port)
@@ -189,6 +202,19 @@ func (up *upstreamPool) transport(rt route) *http.Transport {
 // HTTP_PROXY: absolute-form requests are routed by Host, CONNECT opens a
 // tunnel.
 func (p *Proxy) serveOutboundHTTP(ctx context.Context, ln net.Listener) error {
+	srv := p.outboundServer()
+	p.track(srv)
+	go func() { <-ctx.Done(); srv.Close() }()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// outboundServer serves the app's outbound HTTP: requests through
+// HTTP_PROXY, and captured connections sniffed as HTTP, whose
+// destination the capture already worked out (capturedConn).
+func (p *Proxy) outboundServer() *http.Server {
 	rp := &httputil.ReverseProxy{
 		Rewrite:   func(pr *httputil.ProxyRequest) {},
 		Transport: outboundRT{p},
@@ -196,6 +222,11 @@ func (p *Proxy) serveOutboundHTTP(ctx context.Context, ln net.Listener) error {
 		// write, a streaming one is flushed on every write.
 		BufferPool: copyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, errBlackHole) {
+				w.Header().Set("Content-Type", "text/plain")
+				w.WriteHeader(http.StatusBadGateway)
+				return
+			}
 			p.log.Warn("outbound request failed", "host", r.Host, "err", err)
 			upstreamError(w, r, err)
 		},
@@ -203,11 +234,18 @@ func (p *Proxy) serveOutboundHTTP(ctx context.Context, ln net.Listener) error {
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
-	srv := &http.Server{
+	return &http.Server{
 		Protocols:         protos,
 		ReadHeaderTimeout: 30 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if cc, ok := c.(*capturedConn); ok {
+				return context.WithValue(ctx, capturedKey{}, &cc.dst)
+			}
+			return ctx
+		},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodConnect {
+			_, captured := r.Context().Value(capturedKey{}).(*capturedDst)
+			if r.Method == http.MethodConnect && !captured {
 				p.connect(w, r)
 				return
 			}
@@ -223,16 +261,10 @@ func (p *Proxy) serveOutboundHTTP(ctx context.Context, ln net.Listener) error {
 				Method: r.Method, Path: r.URL.Path, Authority: r.Host, ResponseCode: sw.code(), BytesSent: sw.n,
 				SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name, SourcePrincipal: p.selfID(),
 				DestinationService: info.service, DestinationPrincipal: info.principal, MTLS: info.mtls, UpstreamHost: info.addr,
-				UserAgent: r.UserAgent(), RequestID: r.Header.Get("X-Request-Id"),
+				UpstreamCluster: info.cluster, ResponseFlags: info.flags, UserAgent: r.UserAgent(), RequestID: r.Header.Get("X-Request-Id"),
 			})
 		}),
 	}
-	p.track(srv)
-	go func() { <-ctx.Done(); srv.Close() }()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // outboundRT sends one request to the upstream its Host names.
@@ -240,20 +272,29 @@ type outboundRT struct{ p *Proxy }
 
 func (o outboundRT) RoundTrip(r *http.Request) (*http.Response, error) {
 	cfg := o.p.store.Current()
+	if d, ok := r.Context().Value(capturedKey{}).(*capturedDst); ok {
+		return o.captured(r, cfg, d)
+	}
 	host := r.URL.Host
 	if host == "" {
 		host = r.Host
 	}
 	u := cfg.Lookup(host, 80)
 	if u == nil {
-		if cfg.Mesh.GetOutboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY {
+		if registryOnly(cfg) {
 			return nil, fmt.Errorf("proxy: %s is not a known service (outboundTrafficPolicy REGISTRY_ONLY)", host)
 		}
 		r.URL.Scheme = "http"
 		r.URL.Host = host
 		return http.DefaultTransport.RoundTrip(r)
 	}
+	return o.toService(r, cfg, u, "")
+}
+
+// toService sends r to upstream u, to its endpoint pin when pin is set.
+func (o outboundRT) toService(r *http.Request, cfg *Compiled, u *Upstream, pin string) (*http.Response, error) {
 	rt := o.p.route(cfg, u)
+	rt.pin = pin
 	out := r.Clone(r.Context())
 	out.URL.Host = fmt.Sprintf("%s:%d", u.Host, u.Port)
 	out.URL.Scheme = "http"
@@ -276,95 +317,9 @@ func (o outboundRT) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // upstreamInfo carries what the round trip learned back to the access log.
 type upstreamInfo struct {
-	service, principal, addr string
-	mtls                     bool
+	service, principal, addr, flags string
+	cluster                         string // Istio's PassthroughCluster or BlackHoleCluster
+	mtls                            bool
 }
 
 type upstreamInfoKey struct{}
-
-// connect serves CONNECT host:port: a TCP tunnel to the upstream. gRPC
-// and other clients that honour HTTP_PROXY for any protocol arrive here.
-func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		http.Error(w, "CONNECT needs HTTP/1.1", http.StatusBadRequest)
-		return
-	}
-	c, brw, err := hj.Hijack()
-	if err != nil {
-		return
-	}
-	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		c.Close()
-		return
-	}
-	var app net.Conn = c
-	if brw.Reader.Buffered() > 0 {
-		app = &peekedConn{Conn: c, r: brw.Reader}
-	}
-	p.tunnel(app, r.Host)
-}
-
-func (p *Proxy) serveOutboundPort(ctx context.Context, ln net.Listener, o OutboundPort) error {
-	return acceptLoop(ctx, ln, func(c net.Conn) { p.tunnel(c, o.Target) })
-}
-
-// tunnel carries an app connection to target over the route's TLS. For
-// mesh mTLS it sniffs the app's first bytes to offer the right ALPN, so
-// the server's sidecar can parse HTTP/2 (gRPC) and HTTP/1.1.
-func (p *Proxy) tunnel(app net.Conn, target string) {
-	defer app.Close()
-	start := time.Now()
-	cfg := p.store.Current()
-	rec := &Record{Start: start, Protocol: telemetry.ProtocolTCP, Direction: telemetry.Outbound, Authority: target,
-		SourceNamespace: p.opts.Self.Ref.Namespace, SourceWorkload: p.opts.Self.Ref.Name, DestinationService: target}
-	defer func() { rec.Duration = time.Since(start); p.observe(rec) }()
-	u := cfg.Lookup(target, 0)
-	var up net.Conn
-	var err error
-	if u == nil {
-		if cfg.Mesh.GetOutboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY {
-			rec.ResponseFlags = "NR"
-			return
-		}
-		up, err = net.DialTimeout("tcp", target, 5*time.Second)
-	} else {
-		rt := p.route(cfg, u)
-		var alpn []string
-		if rt.mode == modeIstio {
-			br := bufio.NewReader(app)
-			_ = app.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-			b, _ := br.Peek(3)
-			_ = app.SetReadDeadline(time.Time{})
-			switch {
-			case strings.HasPrefix(string(b), "PRI"):
-				alpn = []string{"h2"}
-			case isHTTPMethod(string(b)):
-				alpn = []string{"http/1.1"}
-			}
-			app = &peekedConn{Conn: app, r: br, direct: true}
-		}
-		rec.MTLS = rt.mode == modeIstio
-		up, err = p.upstreams.dial(context.Background(), rt, alpn)
-	}
-	if err != nil {
-		rec.ResponseFlags = "UF"
-		p.log.Warn("outbound connection failed", "target", target, "err", err)
-		return
-	}
-	defer up.Close()
-	rec.UpstreamHost = up.RemoteAddr().String()
-	if tc, ok := up.(*tls.Conn); ok && len(tc.ConnectionState().PeerCertificates) > 0 && len(tc.ConnectionState().PeerCertificates[0].URIs) > 0 {
-		rec.DestinationPrincipal = tc.ConnectionState().PeerCertificates[0].URIs[0].String()
-	}
-	rec.BytesSent, rec.BytesReceived = splice(app, up)
-}
-
-func isHTTPMethod(s string) bool {
-	for _, m := range []string{"GET", "POS", "PUT", "HEA", "DEL", "PAT", "OPT", "TRA"} {
-		if s == m {
-			return true
-		}
-	}
-	return false
-}

@@ -22,6 +22,10 @@ type InboundPort struct {
 	Protocol Protocol
 	Listen   string // sidecar listener, host:port
 	App      string // the app, host:port on loopback
+	// passthrough marks a captured port the workload does not declare:
+	// App is the original destination, dialled as Istio's
+	// InboundPassthroughCluster is.
+	passthrough bool
 }
 
 // OutboundPort is a local port bound for one upstream: anything written
@@ -42,6 +46,13 @@ type Options struct {
 	// CredentialsDir holds a gateway's TLS credentials by credentialName:
 	// DIR/<name>/tls.crt, tls.key and, for MUTUAL, ca.crt.
 	CredentialsDir string
+	// CaptureOutbound and CaptureInbound are the listeners iptables
+	// redirects a captured workload's traffic to (Istio's 0.0.0.0:15001
+	// and 0.0.0.0:15006); "" for none. With CaptureInbound set, the
+	// Inbound ports are served there, picked by original destination
+	// port, and their Listen addresses are not bound.
+	CaptureOutbound string
+	CaptureInbound  string
 	// HandshakeTimeout bounds the TLS handshake and protocol sniffing of
 	// a new inbound connection (default 10s).
 	HandshakeTimeout time.Duration
@@ -81,6 +92,9 @@ func New(opts Options, store *Store, certs Certs, tel *Telemetry, log *slog.Logg
 // (ports given as :0) before serving.
 func (p *Proxy) Listen() error {
 	for i, in := range p.opts.Inbound {
+		if p.opts.CaptureInbound != "" {
+			break
+		}
 		ln, err := net.Listen("tcp", in.Listen)
 		if err != nil {
 			p.Close()
@@ -116,6 +130,10 @@ func (p *Proxy) Listen() error {
 		p.opts.Outbound[i].Listen = ln.Addr().String()
 		p.listeners = append(p.listeners, ln)
 	}
+	if err := p.captureListen(); err != nil {
+		p.Close()
+		return err
+	}
 	return nil
 }
 
@@ -132,6 +150,9 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	errc := make(chan error, len(p.listeners))
 	i := 0
 	for _, in := range p.opts.Inbound {
+		if p.opts.CaptureInbound != "" {
+			break
+		}
 		go func(ln net.Listener, in InboundPort) { errc <- p.serveInbound(ctx, ln, in) }(p.listeners[i], in)
 		i++
 	}
@@ -146,6 +167,13 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	for _, o := range p.opts.Outbound {
 		go func(ln net.Listener, o OutboundPort) { errc <- p.serveOutboundPort(ctx, ln, o) }(p.listeners[i], o)
 		i++
+	}
+	if p.opts.CaptureOutbound != "" {
+		go func(ln net.Listener) { errc <- p.serveCaptureOutbound(ctx, ln) }(p.listeners[i])
+		i++
+	}
+	if p.opts.CaptureInbound != "" {
+		go func(ln net.Listener) { errc <- p.serveCaptureInbound(ctx, ln) }(p.listeners[i])
 	}
 	select {
 	case <-ctx.Done():

@@ -13,7 +13,7 @@ import (
 // follow Istio's default JSON access log (accessLogEncoding: JSON) where it
 // has them: start_time, method, path, protocol, response_code,
 // response_flags, bytes_received, bytes_sent, duration (ms), upstream_host,
-// downstream_remote_address, authority, user_agent, x_forwarded_for,
+// upstream_cluster, downstream_remote_address, authority, user_agent, x_forwarded_for,
 // request_id. Palisade adds direction, source_principal,
 // destination_principal, mtls, authz_decision and authz_policy. As in
 // Envoy, a value that is unknown is null and response_flags is "-" when
@@ -69,6 +69,7 @@ func AppendJSON(b []byte, e *Entry) []byte {
 	b = appendInt(b, "bytes_sent", e.BytesSent)
 	b = appendInt(b, "duration", e.Duration.Milliseconds())
 	b = appendStr(b, "upstream_host", e.UpstreamHost)
+	b = appendStr(b, "upstream_cluster", e.UpstreamCluster)
 	b = appendStr(b, "downstream_remote_address", e.DownstreamRemote)
 	b = appendStr(b, "authority", e.Authority)
 	b = appendStr(b, "user_agent", e.UserAgent)

@@ -74,7 +74,11 @@ type Entry struct {
 	// decided.
 	Decision, Policy string
 
-	UpstreamHost     string // address the request went to
+	UpstreamHost string // address the request went to
+	// UpstreamCluster is Envoy's cluster name where Istio's logs have
+	// one that matters: PassthroughCluster and BlackHoleCluster for
+	// captured traffic to no mesh service; "" otherwise.
+	UpstreamCluster  string
 	DownstreamRemote string // address the request came from
 }
 

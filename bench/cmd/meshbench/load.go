@@ -53,6 +53,12 @@ type fortioJSON struct {
 
 // runFortio loads url with the given shape while metering pids.
 func runFortio(ctx context.Context, e *env, tag, url, header string, args []string, pids []int) (*loadResult, error) {
+	return runFortioIn(ctx, e, "", tag, url, header, args, pids)
+}
+
+// runFortioIn is runFortio from inside network namespace ns ("" for this
+// one).
+func runFortioIn(ctx context.Context, e *env, ns, tag, url, header string, args []string, pids []int) (*loadResult, error) {
 	out := filepath.Join(e.work, "fortio-"+tag+".json")
 	a := []string{"load", "-json", out, "-p", "50,90,99", "-loglevel", "Error", "-timeout", "5s", "-H", "Host: backend.bench:8080"}
 	if header != "" {
@@ -62,7 +68,11 @@ func runFortio(ctx context.Context, e *env, tag, url, header string, args []stri
 	a = append(a, url)
 	var log bytes.Buffer
 	m := startMeter(pids)
-	err := run(ctx, e.work, &log, nil, e.fortio, a...)
+	bin := e.fortio
+	if ns != "" {
+		bin, a = "ip", append([]string{"netns", "exec", ns, e.fortio}, a...)
+	}
+	err := run(ctx, e.work, &log, nil, bin, a...)
 	u := m.stop()
 	if err != nil {
 		return nil, fmt.Errorf("fortio %s: %v: %s", tag, err, tailOf(log.String()))

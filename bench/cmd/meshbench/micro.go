@@ -18,6 +18,10 @@ var microPackages = []string{
 	// BenchmarkCustomOPA: the latency a CUSTOM check against the real OPA
 	// Envoy plugin adds to a mesh request (make bench builds the peers).
 	"./test/e2e/policy",
+	// BenchmarkSidecarPair and BenchmarkSidecarPairCaptured: the same
+	// sidecar pair, explicit and captured by iptables (as root), side by
+	// side.
+	"./internal/proxy",
 }
 
 // microResult is one line of `go test -bench -benchmem` output.

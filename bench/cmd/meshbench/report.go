@@ -158,7 +158,7 @@ func (r *report) writeTargets(w writer) {
 	}
 }
 
-var pathOrder = []string{"direct", "palisade", "palisade-authz", "palisade-jwt", "ghostunnel", "haproxy"}
+var pathOrder = []string{"direct", "palisade", "palisade-captured", "palisade-authz", "palisade-jwt", "ghostunnel", "haproxy"}
 
 func (r *report) writeHTTP(w writer) {
 	w("## HTTP through each path\n\n")

@@ -236,7 +236,7 @@ func createPod(t *testing.T, c *kubeapi.Cluster, a app, ip string) string {
 }
 
 // podNetwork gives each pod an IP of its own, as a pod network would:
-// 10.250.0.0/24 addresses on the loopback link, removed at the end. The
+// 10.253.0.0/24 addresses on the loopback link, removed at the end. The
 // EndpointSlices list these IPs and the sidecars listen on them.
 func podNetwork(t *testing.T, n int) []string {
 	t.Helper()
@@ -245,7 +245,7 @@ func podNetwork(t *testing.T, n int) []string {
 	}
 	var ips []string
 	for i := 0; i < n; i++ {
-		ip := fmt.Sprintf("10.250.0.%d", 10+i)
+		ip := fmt.Sprintf("10.253.0.%d", 10+i)
 		exec.Command("ip", "addr", "del", ip+"/32", "dev", "lo").Run() //nolint:errcheck // a leftover of a killed run
 		if out, err := exec.Command("ip", "addr", "add", ip+"/32", "dev", "lo").CombinedOutput(); err != nil {
 			t.Fatalf("ip addr add %s: %v: %s", ip, err, out)

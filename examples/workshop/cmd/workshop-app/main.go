@@ -2,7 +2,9 @@
 // workshop runs as three services in the mesh: frontend, productcatalog and
 // catalogdetail. The first argument picks the service. It listens on
 // 127.0.0.1:$PORT and reaches the other services by their mesh names through
-// the sidecar's outbound proxy given in $HTTP_PROXY.
+// the sidecar's outbound proxy given in $HTTP_PROXY, or, with no $HTTP_PROXY
+// (`palisade up --isolate`), directly: iptables then hands the connection to
+// its sidecar and the sidecar's DNS proxy answers the names.
 package main
 
 import (
