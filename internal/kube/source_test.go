@@ -21,7 +21,7 @@ import (
 )
 
 // cluster starts an API server with Istio's CRDs installed from istio.io/api.
-func cluster(t *testing.T) (*kubeapi.Cluster, dynamic.Interface) {
+func cluster(t testing.TB) (*kubeapi.Cluster, dynamic.Interface) {
 	t.Helper()
 	c := kubeapi.Start(t)
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "istio.io/api").Output()
