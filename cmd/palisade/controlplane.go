@@ -99,7 +99,7 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 		ServiceVIPRange: vips,
 	}
 	if km != nil {
-		km.options(&o, td, log)
+		km.options(&o, td)
 	}
 	d, err := controlplane.StartDaemon(ctx, o)
 	if err != nil {

@@ -90,11 +90,11 @@ func startKube(ctx context.Context, k *kubeFlags, log *slog.Logger) (*kubeMode, 
 }
 
 // options fills the daemon options of Kubernetes mode.
-func (m *kubeMode) options(o *controlplane.DaemonOptions, td spiffeid.TrustDomain, log *slog.Logger) {
+func (m *kubeMode) options(o *controlplane.DaemonOptions, td spiffeid.TrustDomain) {
 	o.Source = m.source
 	o.Registry = m.source.Registry()
 	o.ExactCSRIdentity = true
-	o.Authenticators = append(o.Authenticators, &kube.TokenReviewer{Client: m.client, TrustDomain: td, Log: log})
+	o.Authenticators = append(o.Authenticators, &kube.TokenReviewer{Client: m.client, TrustDomain: td})
 }
 
 // publishRoots keeps istio-ca-root-cert current with the daemon's bundle.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -39,7 +38,6 @@ type TokenReviewer struct {
 	TrustDomain spiffeid.TrustDomain
 	// Audiences the token must be for; default DefaultAudience.
 	Audiences []string
-	Log       *slog.Logger
 }
 
 var _ ca.Authenticator = (*TokenReviewer)(nil)
@@ -53,12 +51,7 @@ func (t *TokenReviewer) Authenticate(ctx context.Context) (spiffeid.ID, error) {
 	if !ok || strings.HasPrefix(tok, ca.JoinTokenPrefix) {
 		return spiffeid.ID{}, ca.ErrNoCredentials
 	}
-	id, err := t.review(ctx, tok)
-	if err != nil {
-		t.Log.Warn("ca: service account token refused", "reason", err.Error())
-		return spiffeid.ID{}, err
-	}
-	return id, nil
+	return t.review(ctx, tok) // the CA server logs a refusal's reason
 }
 
 func (t *TokenReviewer) review(ctx context.Context, tok string) (spiffeid.ID, error) {
