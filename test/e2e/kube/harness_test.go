@@ -173,6 +173,77 @@ func setupCluster(t *testing.T, c *kubeapi.Cluster, root string) {
 	}
 }
 
+// controlPlaneRBAC is the least the control plane needs, as
+// docs/architecture.md lists it.
+const controlPlaneRBAC = `apiVersion: v1
+kind: ServiceAccount
+metadata: {name: palisade-control-plane, namespace: istio-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: palisade-control-plane}
+rules:
+- apiGroups: [security.istio.io]
+  resources: [authorizationpolicies, peerauthentications, requestauthentications]
+  verbs: [get, list, watch]
+- apiGroups: [networking.istio.io]
+  resources: [destinationrules, gateways, serviceentries, virtualservices, workloadentries]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [namespaces, pods, serviceaccounts, services]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create, get, list, watch, update]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+- apiGroups: [authentication.k8s.io]
+  resources: [tokenreviews]
+  verbs: [create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: palisade-control-plane}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: palisade-control-plane}
+subjects:
+- {kind: ServiceAccount, name: palisade-control-plane, namespace: istio-system}
+`
+
+// controlPlaneKubeconfig makes the control plane's service account with
+// controlPlaneRBAC and a kubeconfig holding a token for it, so the
+// control plane runs with the least rights, not as the admin.
+func controlPlaneKubeconfig(t *testing.T, c *kubeapi.Cluster) string {
+	t.Helper()
+	cmd := exec.Command(c.KubectlPath(), "--kubeconfig="+c.Kubeconfig, "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(controlPlaneRBAC)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply RBAC: %v: %s", err, out)
+	}
+	tok := strings.TrimSpace(kubectl(t, c, "create", "token", "palisade-control-plane", "-n", "istio-system", "--duration=2h"))
+	file := filepath.Join(t.TempDir(), "control-plane.kubeconfig")
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {server: %q, certificate-authority: %q}
+users:
+- name: control-plane
+  user: {token: %q}
+contexts:
+- name: test
+  context: {cluster: test, user: control-plane}
+current-context: test
+`, c.URL, c.CAFile, tok)
+	if err := os.WriteFile(file, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
 func kubectl(t *testing.T, c *kubeapi.Cluster, args ...string) string {
 	t.Helper()
 	out, err := c.Kubectl(args...)

@@ -30,7 +30,7 @@ func TestWorkshopOnKubernetes(t *testing.T) {
 	b := meshtest.Build(t)
 	setupCluster(t, c, b.Root)
 
-	cp := &controlPlane{t: t, bins: b, kubeconfig: c.Kubeconfig, state: t.TempDir(), grpc: freeAddr(t), admin: freeAddr(t)}
+	cp := &controlPlane{t: t, bins: b, kubeconfig: controlPlaneKubeconfig(t, c), state: t.TempDir(), grpc: freeAddr(t), admin: freeAddr(t)}
 	cp.start()
 
 	// The root bundle, as a pod mounts it: the ConfigMap in its namespace.
