@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"palisade.dev/palisade/internal/config"
+	"palisade.dev/palisade/internal/jwt"
 	"palisade.dev/palisade/internal/proxy"
 	"palisade.dev/palisade/internal/svid"
 )
@@ -30,6 +32,7 @@ type sidecarFlags struct {
 	outbound       outboundFlag
 	httpProxy      string
 	admin          string
+	status         string
 	workloadAPI    string
 	tokenFile      string
 	certTTL        time.Duration
@@ -45,6 +48,11 @@ type sidecarFlags struct {
 	dnsListen       string
 	dnsUpstreams    string
 	resolvConf      string
+	jwtCacheSize    int
+	recordBuffer    int
+	logLevel        string
+	allowRoot       bool
+	limits          proxy.Limits
 	// gateway mode
 	gateway        bool
 	gatewayPorts   gatewayFlag
@@ -71,12 +79,14 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.StringVar(&f.httpProxy, "http-proxy", "", "outbound HTTP proxy listener for the app's HTTP_PROXY, host:port")
 	fs.StringVar(&f.admin, "admin", "127.0.0.1:15000", "admin listener: /ready, /metrics, /config_dump, /certs")
 	fs.StringVar(&f.tokenFile, "token-file", "", "Kubernetes service-account token (audience istio-ca) to present to the CA, read again on every request")
+	fs.StringVar(&f.status, "status", "", "status listener host:port (Istio's :15020): the app's probes from $"+proxy.AppProbersEnv+" under /app-health/, and /healthz/ready; empty for none")
 	fs.StringVar(&f.workloadAPI, "workload-api", "", "unix socket path to serve the SPIFFE Workload API on")
 	fs.DurationVar(&f.certTTL, "cert-ttl", 0, "workload certificate lifetime to ask for (default: the CA's, 24h)")
 	keyType := fs.String("key-type", string(svid.KeyECP256), fmt.Sprintf("workload key made in the proxy: %s, %s or %s", svid.KeyECP256, svid.KeyRSA2048, svid.KeyRSA4096))
 	fs.Float64Var(&f.renewFraction, "renew-fraction", 0.5, "renew the certificate after this fraction of its lifetime")
 	fs.StringVar(&f.accessLog, "access-log", "-", "access log file, - for standard output, empty for none")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	fs.IntVar(&f.jwtCacheSize, "jwt-cache-size", jwt.DefaultTokenCacheSize, "verified JWTs remembered so a repeated token is not verified again (Envoy's jwt_cache_size); 0 turns the cache off")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener (off by default)")
 	fs.BoolVar(&f.capture, "capture", false, "captured mode, as in an Istio pod: serve the traffic palisade-proxy init redirects (outbound on --capture-outbound, inbound on --capture-inbound) and DNS on --dns; --inbound ports then need no listen= and their app defaults to 127.0.0.1:PORT")
 	fs.StringVar(&f.captureOutbound, "capture-outbound", "0.0.0.0:15001", "captured mode: the outbound listener iptables redirects the app's connections to (Istio's 15001)")
@@ -84,6 +94,16 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.StringVar(&f.dnsListen, "dns", "127.0.0.1:15053", "captured mode: the DNS proxy's UDP and TCP address (Istio's 15053); empty for none")
 	fs.StringVar(&f.dnsUpstreams, "dns-upstream", "", "captured mode: resolvers (host:port, comma-separated) for names outside the mesh (default: the nameservers of --resolv-conf)")
 	fs.StringVar(&f.resolvConf, "resolv-conf", "/etc/resolv.conf", "captured mode: resolv.conf whose nameservers and search domains the DNS proxy follows")
+	fs.IntVar(&f.recordBuffer, "record-buffer", 1024, "how many recent requests and connections the admin listener keeps at /records for the control plane's dashboard, under 1 KiB each (0: none)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&f.allowRoot, "allow-root", false, "run even as root (refused by default: run the proxy as its own user)")
+	fs.IntVar(&f.limits.MaxRequestHeadersKB, "max-request-headers-kb", 60, "largest request line and headers, in KiB (more is 431; Envoy's max_request_headers_kb)")
+	fs.IntVar(&f.limits.MaxRequestHeaders, "max-request-headers", 100, "most request headers (more is 431; Envoy's max_headers_count)")
+	fs.DurationVar(&f.limits.RequestHeadersTimeout, "request-headers-timeout", 10*time.Second, "longest wait for a whole request header block once begun (408 after)")
+	fs.DurationVar(&f.limits.StreamIdleTimeout, "stream-idle-timeout", 5*time.Minute, "cut a request whose body and answer have not moved this long (408; Envoy's stream_idle_timeout)")
+	fs.DurationVar(&f.limits.IdleTimeout, "idle-timeout", time.Hour, "close a downstream connection idle this long (Envoy's idle_timeout)")
+	maxStreams := fs.Uint("max-concurrent-streams", 1000, "most HTTP/2 streams open on one downstream connection")
+	fs.IntVar(&f.limits.MaxConnections, "max-connections", 0, "most downstream connections open at once on the inbound and gateway listeners, 0 for no limit (over it: reset)")
 	if f.gateway {
 		fs.Var(&f.gatewayPorts, "port", "gateway: a Gateway server port and where to listen for it, PORT=HOST:PORT (repeatable)")
 		fs.StringVar(&f.credentialsDir, "credentials-dir", "", "gateway: directory of TLS credentials by credentialName (NAME/tls.crt, tls.key, ca.crt)")
@@ -95,6 +115,25 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	var errs []error
+	if *maxStreams == 0 || *maxStreams > 1<<31-1 {
+		errs = append(errs, fmt.Errorf("--max-concurrent-streams %d: must be 1-2147483647", *maxStreams))
+	}
+	f.limits.MaxConcurrentStreams = uint32(*maxStreams)
+	if f.limits.MaxRequestHeadersKB < 1 || f.limits.MaxRequestHeadersKB > 8192 {
+		errs = append(errs, fmt.Errorf("--max-request-headers-kb %d: must be 1-8192", f.limits.MaxRequestHeadersKB))
+	}
+	if f.limits.MaxRequestHeaders < 1 {
+		errs = append(errs, fmt.Errorf("--max-request-headers %d: must be at least 1", f.limits.MaxRequestHeaders))
+	}
+	if f.limits.RequestHeadersTimeout <= 0 || f.limits.IdleTimeout <= 0 || f.limits.StreamIdleTimeout <= 0 {
+		errs = append(errs, errors.New("--request-headers-timeout, --stream-idle-timeout and --idle-timeout must be positive"))
+	}
+	if f.limits.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("--max-connections %d: must be 0 (no limit) or more", f.limits.MaxConnections))
+	}
+	if _, err := parseLevel(f.logLevel); err != nil {
+		errs = append(errs, err)
+	}
 	if f.workload == "" {
 		errs = append(errs, errors.New("--workload is required"))
 	} else if ns, name, ok := strings.Cut(f.workload, "/"); !ok || !config.IsDNS1123Label(ns) || !config.IsDNS1123Subdomain(name) {
@@ -114,10 +153,16 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	if f.renewFraction <= 0 || f.renewFraction >= 1 {
 		errs = append(errs, fmt.Errorf("--renew-fraction %v: must be between 0 and 1", f.renewFraction))
 	}
+	if f.jwtCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("--jwt-cache-size %d: must be 0 (off) or more", f.jwtCacheSize))
+	}
 	if f.logFormat != "json" && f.logFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format %q: json or text", f.logFormat))
 	}
 	errs = append(errs, f.checkCapture()...)
+	if f.recordBuffer < 0 {
+		errs = append(errs, fmt.Errorf("--record-buffer %d: must be 0 or more", f.recordBuffer))
+	}
 	if f.gateway && len(f.gatewayPorts) == 0 {
 		errs = append(errs, errors.New("gateway: at least one --port is required"))
 	}
@@ -271,4 +316,12 @@ func (f *gatewayFlag) Set(s string) error {
 	}
 	*f = append(*f, proxy.GatewayListener{Port: uint32(n), Listen: addr})
 	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: debug, info, warn or error", s)
+	}
+	return l, nil
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"io"
+	"os"
 	"strings"
 	"testing"
 
@@ -72,5 +74,72 @@ func TestCaptureFlags(t *testing.T) {
 				t.Errorf("inbound %+v, want app %s", f.inbound, tt.wantApp)
 			}
 		})
+	}
+}
+
+func TestJWTCacheSizeFlag(t *testing.T) {
+	base := []string{"--workload", "default/sleep", "--control-plane", "127.0.0.1:15012", "--bundle", "root-cert.pem"}
+	tests := []struct {
+		name    string
+		args    []string
+		want    int
+		wantErr string
+	}{
+		{name: "default is Envoy's 100", want: 100},
+		{name: "larger", args: []string{"--jwt-cache-size", "5000"}, want: 5000},
+		{name: "off", args: []string{"--jwt-cache-size", "0"}, want: 0},
+		{name: "negative", args: []string{"--jwt-cache-size", "-1"}, wantErr: "--jwt-cache-size -1: must be 0 (off) or more"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := parseFlags(append(append([]string{}, base...), tt.args...), io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.jwtCacheSize != tt.want {
+				t.Errorf("jwt cache size = %d, want %d", f.jwtCacheSize, tt.want)
+			}
+		})
+	}
+}
+
+func TestLimitFlags(t *testing.T) {
+	base := []string{"--workload", "default/sleep", "--control-plane", "127.0.0.1:15012", "--bundle", "root-cert.pem"}
+	f, err := parseFlags(append(base, "--max-request-headers-kb", "96", "--max-connections", "20000", "--request-headers-timeout", "3s"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.limits.MaxRequestHeadersKB != 96 || f.limits.MaxConnections != 20000 || f.limits.RequestHeadersTimeout.String() != "3s" ||
+		f.limits.MaxRequestHeaders != 100 || f.limits.MaxConcurrentStreams != 1000 {
+		t.Errorf("limits = %+v", f.limits)
+	}
+	for _, bad := range [][]string{
+		{"--max-request-headers-kb", "0"}, {"--max-concurrent-streams", "0"}, {"--max-connections", "-1"},
+		{"--request-headers-timeout", "0s"}, {"--log-level", "loud"},
+	} {
+		if _, err := parseFlags(append(append([]string{}, base...), bad...), io.Discard); err == nil || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("%v: err = %v, want one naming %s", bad, err, bad[0])
+		}
+	}
+}
+
+func TestRefusesRootUnlessAllowed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("not root: nothing to refuse")
+	}
+	err := run(context.Background(), []string{"--workload", "default/sleep", "--control-plane", "127.0.0.1:1", "--bundle", "/nonexistent/root-cert.pem"})
+	if err == nil || !strings.Contains(err.Error(), "refusing to run as root") {
+		t.Fatalf("run as root: err = %v, want a refusal", err)
+	}
+	// Allowed, it goes on to read the bundle.
+	err = run(context.Background(), []string{"--allow-root", "--workload", "default/sleep", "--control-plane", "127.0.0.1:1", "--bundle", "/nonexistent/root-cert.pem"})
+	if err == nil || !strings.Contains(err.Error(), "--bundle") {
+		t.Fatalf("run with --allow-root: err = %v, want the missing bundle", err)
 	}
 }

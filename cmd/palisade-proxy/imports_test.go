@@ -21,6 +21,8 @@ func TestProxyDoesNotLinkHeavyOrPrivilegedPackages(t *testing.T) {
 		"palisade.dev/palisade/internal/ca",
 		"palisade.dev/palisade/internal/controlplane",
 		"palisade.dev/palisade/internal/dashboard",
+		"palisade.dev/palisade/internal/replay",
+		"github.com/chromedp",
 		"palisade.dev/palisade/internal/localmesh",
 		"k8s.io/client-go",
 		"sigs.k8s.io/controller-runtime",

@@ -155,7 +155,7 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	log := newLogger("text", stderr)
+	log := newLogger("text", slog.LevelInfo, stderr)
 	if f.cfg.RedirectDNS && !f.cfg.CaptureAllDNS {
 		servers, err := resolvConfServers("/etc/resolv.conf")
 		if err != nil {

@@ -47,7 +47,13 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(f.logFormat, os.Stderr)
+	level, _ := parseLevel(f.logLevel)
+	log := newLogger(f.logFormat, level, os.Stderr)
+	if os.Geteuid() == 0 && !f.allowRoot {
+		// A proxy that runs as root can be made to do anything root can;
+		// Istio runs its sidecar as uid 1337.
+		return errors.New("refusing to run as root: run palisade-proxy as its own user, or pass --allow-root")
+	}
 	token := os.Getenv("PALISADE_JOIN_TOKEN")
 	os.Unsetenv("PALISADE_JOIN_TOKEN")
 
@@ -95,7 +101,11 @@ func run(ctx context.Context, args []string) error {
 	if f.gateway {
 		self.Ref.Gateway = name
 	}
-	keys := jwt.NewKeyStore(jwt.KeyStoreOptions{Logger: log})
+	cacheSize := f.jwtCacheSize
+	if cacheSize == 0 {
+		cacheSize = -1 // off
+	}
+	keys := jwt.NewKeyStore(jwt.KeyStoreOptions{Logger: log, TokenCacheSize: cacheSize})
 	go keys.Run(ctx)
 	cc := &proxy.Compiler{Self: self, Keys: keys}
 	store := proxy.NewStore(log, cc.Compile)
@@ -114,12 +124,19 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("--access-log: %w", err)
 	}
 	defer closeLog()
-	tel := &proxy.Telemetry{Metrics: metrics}
+	limits, err := telemetry.NewLimits(reg)
+	if err != nil {
+		return err
+	}
+	tel := &proxy.Telemetry{Metrics: metrics, Limits: limits}
+	if f.recordBuffer > 0 {
+		tel.Records = telemetry.NewRing(f.recordBuffer)
+	}
 	if w != nil {
 		tel.AccessLog = telemetry.NewAccessLog(w)
 	}
 	opts := proxy.Options{Self: self, Inbound: f.inbound, HTTP: f.httpProxy, Outbound: f.outbound,
-		Gateway: f.gatewayPorts, CredentialsDir: f.credentialsDir}
+		Gateway: f.gatewayPorts, CredentialsDir: f.credentialsDir, Limits: f.limits}
 	if f.capture {
 		opts.CaptureOutbound, opts.CaptureInbound = f.captureOutbound, f.captureInbound
 	}
@@ -162,11 +179,22 @@ func run(ctx context.Context, args []string) error {
 			}
 		}()
 	}
-	admin, err := proxy.StartAdmin(f.admin, proxy.AdminSources{Store: store, Certs: agent, Keys: keys, Registry: reg, Pprof: f.pprof}, log)
+	admin, err := proxy.StartAdmin(f.admin, proxy.AdminSources{Store: store, Certs: agent, Keys: keys, Registry: reg, Pprof: f.pprof, Records: tel.Records}, log)
 	if err != nil {
 		return err
 	}
 	defer admin.Close()
+	if f.status != "" {
+		probes, err := proxy.ParseAppProbers(os.Getenv(proxy.AppProbersEnv))
+		if err != nil {
+			return err
+		}
+		st, err := proxy.StartStatus(f.status, proxy.NewProbeForwarder(probes, "127.0.0.1", log), proxy.AdminSources{Store: store, Certs: agent}, log)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+	}
 	log.Info("sidecar started", "workload", f.workload, "admin", admin.Addr())
 	return p.Serve(ctx)
 }
@@ -215,9 +243,10 @@ func startDNS(f *sidecarFlags, store *proxy.Store, log *slog.Logger) (*dnsproxy.
 	return s, nil
 }
 
-func newLogger(format string, w io.Writer) *slog.Logger {
+func newLogger(format string, level slog.Level, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, nil))
+		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewJSONHandler(w, nil))
+	return slog.New(slog.NewJSONHandler(w, opts))
 }

@@ -28,7 +28,11 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 
 func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "replay" {
+		return runAuthzReplay(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "check" {
+		fmt.Fprintln(stderr, "Usage: palisade authz replay -f DIR [--since 15m] [--suggest]")
 		fmt.Fprintln(stderr, "Usage: palisade authz check --to NAMESPACE/WORKLOAD [--from NS/WORKLOAD|NS/sa/SA|spiffe://ID] [--method M] [--path P] ...")
 		return exitError{code: 2}
 	}

@@ -16,6 +16,7 @@ import (
 	"palisade.dev/palisade/internal/ca"
 	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/controlplane"
+	"palisade.dev/palisade/internal/dashboard"
 	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/localmesh"
 )
@@ -35,6 +36,7 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	adminAddr := fs.String("admin", "127.0.0.1:15014", "admin API listener")
 	privSock := fs.String("privileged-socket", "", "unix socket for join tokens and root rotation (default STATE/control.sock)")
 	vipRange := fs.String("service-vip-range", controlplane.DefaultVIPRange.String(), "CIDR services without an address of their own get a stable virtual IP from (Istio's auto-allocation range by default)")
+	dashFlags := addDashboardFlags(fs)
 	ttls := addWorkloadTTLFlags(fs)
 	kf := addKubeFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -49,6 +51,9 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 		return exitError{code: 2, err: fmt.Errorf("--config (or --kubeconfig, --kubernetes) is required")}
 	case *dir != "" && kf.enabled():
 		return exitError{code: 2, err: fmt.Errorf("--config and --kubeconfig/--kubernetes are exclusive: one config source")}
+	}
+	if err := dashFlags.check(); err != nil {
+		return exitError{code: 2, err: err}
 	}
 	maxTTL, defTTL, err := ttls.resolve(fs, os.Getenv)
 	if err != nil {
@@ -109,6 +114,13 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	if km != nil {
 		km.publishRoots(ctx, d)
 	}
+	do := dashFlags.options()
+	do.Log, do.TokenFile = log, filepath.Join(*state, localmesh.DashboardTokenFile)
+	dash, err := dashboard.Attach(ctx, d, do)
+	if err != nil {
+		return err
+	}
+	log.Info("dashboard serving", "admin", "http://"+d.AdminAddr()+"/dashboard/", "exposed", dash.URL())
 	log.Info("control plane serving", "grpc", d.GRPCAddr(), "admin", d.AdminAddr(), "trustDomain", td.Name())
 	<-ctx.Done()
 	return nil

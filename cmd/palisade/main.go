@@ -40,10 +40,12 @@ func commands() []command {
 		{"describe", "explain a workload: mTLS per port, destination rules, policies", runDescribe},
 		{"analyze", "validate config and find mistakes across resources", runAnalyze},
 		{"convert", "convert legacy v1alpha1 authentication and RBAC to current Istio policies", runConvert},
-		{"authz", "explain authorization decisions (authz check)", runAuthz},
+		{"authz", "explain authorization decisions (authz check), replay recorded traffic against proposed policies (authz replay)", runAuthz},
+		{"dashboard", "print the dashboard's URL and open it in a browser", runDashboard},
 		{"proxy-config", "show a sidecar's certificate (secret) or JWT keys (jwt)", runProxyConfig},
 		{"ca", "manage the mesh CA: init, show, rotate-root", runCA},
 		{"control-plane", "run the control plane alone", runControlPlane},
+		{"install", "print (or --apply) the manifests that run Palisade on Kubernetes", runInstall},
 		{"join-token", "mint a one-time join token for a sidecar started by hand", runJoinToken},
 	}
 }

@@ -26,10 +26,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	maxTTL := fs.Duration(flagMaxWorkloadTTL, 0, fmt.Sprintf("longest workload certificate lifetime the CA issues; a longer request is refused (env %s; default %s)", envMaxWorkloadTTL, ca.DefaultMaxWorkloadTTL))
 	gwOffset := fs.Int("gateway-port-offset", 8000, "the ingress gateway listens for Gateway ports below 1024 at port+offset (80 on 8080)")
 	grace := fs.Duration("root-rotation-grace", 0, "how long a new root is trusted before it issues (default 1h)")
-	verbose := fs.Bool("v", false, "log at debug level")
+	verbose := fs.Bool("v", false, "log at debug level, the proxies too")
+	allowRoot := fs.Bool("allow-root", false, "let the proxies run as root (palisade-proxy refuses to otherwise)")
 	isolate := fs.Bool("isolate", false, "run each workload in a network namespace of its own, its traffic captured by iptables (needs root)")
 	hosts := fs.Int("hosts", 1, "with --isolate: spread the workloads over this many host namespaces")
 	backend := fs.String("iptables-backend", "auto", "with --isolate: iptables backend for the capture rules: auto, nft or legacy")
+	dash := addDashboardFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: palisade up [flags] [DIR]\n\nRuns the mesh in DIR (default: the workshop sample app) on this machine.")
 		fs.PrintDefaults()
@@ -37,8 +39,15 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2, err: nil}
 	}
+	if err := dash.check(); err != nil {
+		return exitError{code: 2, err: err}
+	}
 	if fs.NArg() > 1 {
 		return exitError{code: 2, err: fmt.Errorf("up takes one directory, got %q", fs.Args())}
+	}
+	// Under --isolate the sidecars run as uid 1337, never as root.
+	if os.Geteuid() == 0 && !*allowRoot && !*isolate {
+		return exitError{code: 2, err: fmt.Errorf("up: running as root, and palisade-proxy refuses to: run as a user, or pass --allow-root")}
 	}
 	maxCertTTL, err := durationFlagOrEnv(fs, flagMaxWorkloadTTL, *maxTTL, envMaxWorkloadTTL, os.Getenv)
 	if err != nil {
@@ -64,9 +73,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		dir = d
 	}
-	level := slog.LevelInfo
+	level, proxyLevel := slog.LevelInfo, ""
 	if *verbose {
-		level = slog.LevelDebug
+		level, proxyLevel = slog.LevelDebug, "debug"
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	self, err := os.Executable()
@@ -81,7 +90,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "Starting the mesh in %s ...\n", dir)
 	m, err := localmesh.Up(ctx, localmesh.Options{
 		Dir: dir, StateDir: absState, ProxyBin: filepath.Join(binDir, "palisade-proxy"), BinDir: binDir,
-		GRPCListen: *grpcAddr, AdminListen: *adminAddr, CertTTL: *certTTL, MaxCertTTL: maxCertTTL, RotationGrace: *grace, GatewayPortOffset: *gwOffset, Isolate: iso, Log: log, Out: stdout,
+		GRPCListen: *grpcAddr, AdminListen: *adminAddr, CertTTL: *certTTL, MaxCertTTL: maxCertTTL, RotationGrace: *grace, GatewayPortOffset: *gwOffset, Isolate: iso, AllowRoot: *allowRoot, ProxyLogLevel: proxyLevel, Log: log, Out: stdout,
+		Dashboard: dash.options(),
 	})
 	if err != nil {
 		return err

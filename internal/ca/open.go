@@ -26,6 +26,10 @@ func Init(dir string, opts Options) (*Authority, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ca: init: %w", err)
 	}
+	// A directory that existed keeps no wider access than the keys in it.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("ca: init: %w", err)
+	}
 	a := newAuthority(opts, dir, "self-signed")
 	g, err := a.newGeneration(1, opts.KeyType, opts.Clock())
 	if err != nil {

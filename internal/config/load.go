@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -18,6 +19,41 @@ import (
 func IsMeshFile(path string) bool {
 	b := filepath.Base(path)
 	return b == "mesh.yaml" || b == "mesh.yml"
+}
+
+// MaxFileSize is the most a config file may hold, 4 MiB: above the
+// 1.5 MiB Kubernetes (etcd) allows an object and the 3 MiB of a request,
+// so no resource Kubernetes accepts is refused, and a huge file costs at
+// most this much memory to refuse.
+const MaxFileSize = 4 << 20
+
+// ReadFile reads one config file: a regular file of at most MaxFileSize
+// bytes (a FIFO or a device would block or never end).
+func ReadFile(path string) ([]byte, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: read: %w", err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("config: read %s: not a regular file (%s)", path, info.Mode().Type())
+	}
+	if info.Size() > MaxFileSize {
+		return nil, fmt.Errorf("config: read %s: %d bytes, more than the %d MiB a config file may hold", path, info.Size(), MaxFileSize>>20)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: read: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		// It grew since the Stat.
+		return nil, fmt.Errorf("config: read %s: more than the %d MiB a config file may hold", path, MaxFileSize>>20)
+	}
+	return data, nil
 }
 
 func isYAML(path string) bool {
@@ -98,9 +134,9 @@ func LoadAll(paths ...string) (*Snapshot, error) {
 		perFile  = map[string][]*Resource{}
 	)
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := ReadFile(f)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("config: load: %w", err))
+			errs = append(errs, err)
 			continue
 		}
 		if IsMeshFile(f) {

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -41,6 +42,7 @@ type Store struct {
 
 	// Owned by the goroutine running Run.
 	good     map[string]fileState // last good content per file
+	bad      map[string][32]byte  // the SHA-256 of each file's refused content
 	mesh     *meshv1alpha1.MeshConfig
 	meshFile string
 	meshData []byte
@@ -54,7 +56,7 @@ type fileState struct {
 // NewStore returns a store for dir. Current returns an empty snapshot
 // (version 0, default mesh) until Run has read the directory.
 func NewStore(dir string, log *slog.Logger) *Store {
-	s := &Store{dir: dir, log: log, subs: map[int]chan *Snapshot{}, good: map[string]fileState{}}
+	s := &Store{dir: dir, log: log, subs: map[int]chan *Snapshot{}, good: map[string]fileState{}, bad: map[string][32]byte{}}
 	s.cur.Store(&Snapshot{Mesh: DefaultMesh()})
 	return s
 }
@@ -181,9 +183,14 @@ func (s *Store) reload() {
 	present := map[string]bool{}
 	var candidates []string
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := ReadFile(f)
 		if err != nil {
-			s.log.Error("config: read", "file", f, "err", err)
+			// Unreadable now: its last good version, if any, stays.
+			s.log.Error("config: unreadable file, keeping its last good version", "file", f, "err", err)
+			present[f] = true
+			if _, ok := s.good[f]; ok {
+				candidates = append(candidates, f)
+			}
 			continue
 		}
 		if IsMeshFile(f) {
@@ -198,11 +205,17 @@ func (s *Store) reload() {
 		if old, ok := s.good[f]; ok && bytes.Equal(old.data, data) {
 			continue
 		}
+		sum := sha256.Sum256(data)
+		if s.bad[f] == sum {
+			continue // refused as it is already: not decoded, nor logged, again
+		}
 		rs, err := Decode(f, data)
 		if err != nil {
-			s.log.Error("config: invalid file, keeping its last good version", "file", f, "err", err)
+			s.bad[f] = sum
+			s.log.Error("config: invalid file, keeping its last good version", "file", f, "err", truncate(err.Error(), maxLoggedError))
 			continue
 		}
+		delete(s.bad, f)
 		s.good[f] = fileState{data: data, resources: rs}
 		changed = true
 	}
@@ -210,6 +223,11 @@ func (s *Store) reload() {
 		if !present[f] {
 			delete(s.good, f)
 			changed = true
+		}
+	}
+	for f := range s.bad {
+		if !present[f] {
+			delete(s.bad, f)
 		}
 	}
 	if s.meshFile != "" && !present[s.meshFile] {
@@ -253,4 +271,15 @@ func (s *Store) loadMesh(f string, data []byte) bool {
 	}
 	s.mesh, s.meshFile, s.meshData = m, f, data
 	return true
+}
+
+// maxLoggedError bounds the error logged for one refused file: a file of
+// thousands of broken documents is one line, not megabytes of them.
+const maxLoggedError = 8 << 10
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d more bytes)", s[:n], len(s)-n)
 }

@@ -98,6 +98,17 @@ func (d *Daemon) adminHandler() http.Handler {
 		}
 		writeJSON(w, desc)
 	})
+	// The dashboard, when one is mounted (see Mount).
+	ui := func(w http.ResponseWriter, r *http.Request) {
+		if h := d.ui.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.NotFound(w, r)
+	}
+	mux.HandleFunc("/dashboard", ui)
+	mux.HandleFunc("/dashboard/", ui)
+	mux.HandleFunc("/api/dashboard/", ui)
 	mux.HandleFunc("GET /api/ca", func(w http.ResponseWriter, r *http.Request) {
 		if d.CA == nil {
 			writeJSON(w, map[string]any{"mode": "external", "roots": d.Signer.Bundle().Info()})
@@ -107,6 +118,11 @@ func (d *Daemon) adminHandler() http.Handler {
 	})
 	return mux
 }
+
+// Mount serves h on the admin listener for /dashboard/ and
+// /api/dashboard/. The control plane links no UI itself; the command
+// that starts it mounts one.
+func (d *Daemon) Mount(h http.Handler) { d.ui.Store(&h) }
 
 // JoinTokenTTL is how long a join token made through the privileged API
 // stays valid.

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,6 +44,7 @@ type Daemon struct {
 	admin    *http.Server
 	priv     *http.Server
 	trustDom spiffeid.TrustDomain
+	ui       atomic.Pointer[http.Handler]
 }
 
 // DaemonOptions configure a control plane.

@@ -47,6 +47,7 @@ type Server struct {
 	log      *slog.Logger
 	registry Registry
 	vipRange netip.Prefix // where services without an address get a VIP
+	started  time.Time    // for ReconnectGrace
 	// verify checks a proxy's client certificate chain against the
 	// mesh's trust bundle and returns its SPIFFE ID. Nil turns identity
 	// checks off, which only tests do.
@@ -96,9 +97,16 @@ type PeerVerifier func(chain []*x509.Certificate) (spiffeid.ID, error)
 // NewServer returns a push server. verify must be set outside tests: a
 // proxy may then subscribe only for a workload that runs as the identity
 // its client certificate proves.
+// ReconnectGrace is how long after it starts the control plane holds
+// its first push to a proxy that reconnects with config (its xDS
+// subscription names what it holds): long enough for the proxies' 5s
+// longest reconnect backoff, so that the registry, rebuilt from the
+// proxies that are back, has their endpoints when it first pushes.
+const ReconnectGrace = 8 * time.Second
+
 func NewServer(log *slog.Logger, reg Registry, verify PeerVerifier) *Server {
 	s := &Server{
-		log: log, registry: reg, verify: verify,
+		log: log, registry: reg, verify: verify, started: time.Now(),
 		inbound:  map[WorkloadKey]map[uint32]string{},
 		changed:  make(chan struct{}),
 		proxies:  map[string]*ProxyStatus{},
@@ -292,6 +300,24 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 			}
 		}
 	}()
+
+	if len(first.GetInitialResourceVersions()) > 0 {
+		// The proxy held config before this process started: the peers
+		// it calls may not be back yet, and their endpoints are learnt
+		// only as they reconnect. It keeps serving on what it holds
+		// until they have had the time to, rather than get a config
+		// without them.
+		if wait := ReconnectGrace - time.Since(s.started); wait > 0 {
+			s.log.Info("proxy reconnected to a control plane that just started: first push held", "node", st.ID, "for", wait.Round(time.Millisecond))
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return nil
+			case err := <-recvErr:
+				return err
+			}
+		}
+	}
 
 	have := map[string]xds.Held{} // type → what the proxy holds
 	subscribed := map[string]bool{}

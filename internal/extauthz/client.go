@@ -212,13 +212,22 @@ func (c *Client) onError(err error) *Result {
 	res := &Result{Status: c.cfg.statusOnError, Reason: ReasonFailClosed, Err: err}
 	var ae *authorizerError
 	if errors.As(err, &ae) {
-		if ae.status > 0 {
-			res.Status = ae.status
-		}
+		res.Status = denialStatus(ae.status, res.Status)
 		res.Body, res.Headers = ae.body, ae.headers
 	}
 	c.log.Warn("ext_authz check failed, denying", "error", err, "status", res.Status)
 	return res
+}
+
+// denialStatus is the status a denial is answered with: the
+// authorizer's when it is a final status (200-599), else fallback. An
+// informational status would not end the exchange, and net/http cannot
+// write one past 999.
+func denialStatus(code, fallback int) int {
+	if code < 200 || code > 599 {
+		return fallback
+	}
+	return code
 }
 
 // Close releases the pooled connections.

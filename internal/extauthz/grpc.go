@@ -98,9 +98,7 @@ func fromCheckResponse(resp *authv3.CheckResponse) (*Result, error) {
 	}
 	res := &Result{Status: http.StatusForbidden, Reason: ReasonDenied}
 	if d := resp.GetDeniedResponse(); d != nil {
-		if code := d.GetStatus().GetCode(); code > 0 {
-			res.Status = int(code)
-		}
+		res.Status = denialStatus(int(d.GetStatus().GetCode()), http.StatusForbidden)
 		res.Body = []byte(d.GetBody())
 		res.Headers = localReplyHeaders(d.GetHeaders())
 	}

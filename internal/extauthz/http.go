@@ -167,7 +167,7 @@ func (h *httpTransport) allowed(hdr http.Header) *Result {
 // headers headersToDownstreamOnDeny lets through (all but Host when unset).
 // Content-Length and hop-by-hop headers are left to whoever writes the reply.
 func (h *httpTransport) denied(resp *http.Response, body []byte) *Result {
-	res := &Result{Status: resp.StatusCode, Body: body, Reason: ReasonDenied, Headers: http.Header{}}
+	res := &Result{Status: denialStatus(resp.StatusCode, http.StatusForbidden), Body: body, Reason: ReasonDenied, Headers: http.Header{}}
 	for name, values := range resp.Header {
 		switch strings.ToLower(name) {
 		case "host", "content-length", "connection", "transfer-encoding", "keep-alive", headersToRemoveHeader:

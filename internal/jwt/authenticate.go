@@ -2,6 +2,7 @@ package jwt
 
 import (
 	"context"
+	"crypto"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -88,11 +89,19 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Result, error) {
 // key and signature. Rules that share the token's location and issuer are
 // tried in order, then the rules without an issuer (which accept any iss
 // their keys verify); the first that accepts wins.
+//
+// A token found in the verified-token cache is not parsed or verified
+// again; every other check still runs, and the key that verified it must
+// still be in the rule's key set.
 func (a *Authenticator) verify(ctx context.Context, f found) (*token, *rule, *Error) {
-	t, e := parseToken(f.raw)
-	if e != nil {
-		e.Reason = f.loc.String() + ": " + e.Reason
-		return nil, nil, e
+	hit, cached := a.cache.get(f.raw, a.now())
+	t := hit.t
+	if !cached {
+		var e *Error
+		if t, e = parseToken(f.raw); e != nil {
+			e.Reason = f.loc.String() + ": " + e.Reason
+			return nil, nil, e
+		}
 	}
 	var first *Error
 	for _, anyIssuer := range []bool{false, true} {
@@ -101,8 +110,11 @@ func (a *Authenticator) verify(ctx context.Context, f found) (*token, *rule, *Er
 			if anyIssuer != (rl.issuer == "") || (!anyIssuer && rl.issuer != t.iss) {
 				continue
 			}
-			e := a.check(ctx, t, rl)
+			pub, e := a.check(ctx, t, rl, hit.pub)
 			if e == nil {
+				if !cached {
+					a.cache.put(t, pub)
+				}
 				return t, rl, nil
 			}
 			if first == nil {
@@ -116,16 +128,20 @@ func (a *Authenticator) verify(ctx context.Context, f found) (*token, *rule, *Er
 	return nil, nil, first
 }
 
-func (a *Authenticator) check(ctx context.Context, t *token, rl *rule) *Error {
+// check runs the time, audience and signature checks of one rule and
+// returns the key that verified t. A non-nil cachedPub is the key that
+// verified t before: when the rule's key set still holds it, the signature
+// is not checked again.
+func (a *Authenticator) check(ctx context.Context, t *token, rl *rule, cachedPub crypto.PublicKey) (crypto.PublicKey, *Error) {
 	fail := func(status int, msg, format string, args ...any) *Error {
 		return &Error{Status: status, Message: msg, Reason: fmt.Sprintf(format, args...), Policy: rl.policy}
 	}
 	now := a.now()
 	if t.exp != 0 && now.After(time.Unix(t.exp, 0).Add(clockSkew)) {
-		return fail(http.StatusUnauthorized, MsgExpired, "exp %s is before %s less %s of skew", time.Unix(t.exp, 0).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), clockSkew)
+		return nil, fail(http.StatusUnauthorized, MsgExpired, "exp %s is before %s less %s of skew", time.Unix(t.exp, 0).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), clockSkew)
 	}
 	if t.nbf != 0 && now.Add(clockSkew).Before(time.Unix(t.nbf, 0)) {
-		return fail(http.StatusUnauthorized, MsgNotYetValid, "nbf %s is after %s plus %s of skew", time.Unix(t.nbf, 0).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), clockSkew)
+		return nil, fail(http.StatusUnauthorized, MsgNotYetValid, "nbf %s is after %s plus %s of skew", time.Unix(t.nbf, 0).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), clockSkew)
 	}
 	if len(rl.audiences) > 0 {
 		ok := false
@@ -136,30 +152,35 @@ func (a *Authenticator) check(ctx context.Context, t *token, rl *rule) *Error {
 			}
 		}
 		if !ok {
-			return fail(http.StatusForbidden, MsgAudienceNotAllowed, "token audiences %.256q, rule allows %d others", t.aud, len(rl.audiences))
+			return nil, fail(http.StatusForbidden, MsgAudienceNotAllowed, "token audiences %.256q, rule allows %d others", t.aud, len(rl.audiences))
 		}
 	}
 	// A fetch is bounded by the rule's timeout inside the key set.
 	kl, err := rl.keys.keys(ctx)
 	if err != nil || kl == nil {
-		return fail(http.StatusUnauthorized, MsgJwksFetchFail, "no keys for issuer %q: %v", rl.issuer, err)
+		return nil, fail(http.StatusUnauthorized, MsgJwksFetchFail, "no keys for issuer %q: %v", rl.issuer, err)
 	}
-	switch verifyWith(kl, t) {
+	if cachedPub != nil && stillHolds(kl, t, cachedPub) {
+		return cachedPub, nil
+	}
+	outcome, pub := verifyWith(kl, t)
+	switch outcome {
 	case verified:
-		return nil
+		return pub, nil
 	case badSignature:
-		return fail(http.StatusUnauthorized, MsgVerificationFails, "signature does not verify with the keys matching kid %.64q alg %s", t.kid, t.alg)
+		return nil, fail(http.StatusUnauthorized, MsgVerificationFails, "signature does not verify with the keys matching kid %.64q alg %s", t.kid, t.alg)
 	}
 	if kl2 := rl.keys.refetch(ctx, kl); kl2 != nil {
-		switch verifyWith(kl2, t) {
+		outcome, pub := verifyWith(kl2, t)
+		switch outcome {
 		case verified:
-			return nil
+			return pub, nil
 		case badSignature:
-			return fail(http.StatusUnauthorized, MsgVerificationFails, "signature does not verify with the refreshed keys matching kid %.64q alg %s", t.kid, t.alg)
+			return nil, fail(http.StatusUnauthorized, MsgVerificationFails, "signature does not verify with the refreshed keys matching kid %.64q alg %s", t.kid, t.alg)
 		}
 		kl = kl2
 	}
-	return fail(http.StatusUnauthorized, MsgKidAlgMismatch, "no key with kid %.64q for alg %s among kids %q", t.kid, t.alg, kl.kids)
+	return nil, fail(http.StatusUnauthorized, MsgKidAlgMismatch, "no key with kid %.64q for alg %s among kids %q", t.kid, t.alg, kl.kids)
 }
 
 // dropOutputs removes the headers the rules write, whoever sent them.

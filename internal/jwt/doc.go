@@ -37,6 +37,18 @@
 // fallback key. With neither jwks nor jwksUri the jwks_uri is discovered at
 // <issuer>/.well-known/openid-configuration.
 //
+// # Verified-token cache
+//
+// As Envoy's jwt_cache_config, a KeyStore remembers the tokens whose
+// signature verified (TokenCacheSize, default 100, Envoy's jwt_cache_size;
+// tokens over 4 KiB are never held), keyed by the token, least recently
+// used first out. Only verified tokens enter it, so forged tokens cannot
+// evict good ones. A repeated token is neither parsed nor verified again,
+// but every other check runs on each request: exp and nbf against the
+// clock (an expired entry is dropped), the rule's issuer and audiences, and
+// the key that verified it must still be in the issuer's current key set,
+// so a token whose key left the JWKS is rejected at once.
+//
 // # Algorithms and header tricks
 //
 // RS256/384/512, PS256/384/512, ES256/384/512 and EdDSA, verified by

@@ -153,32 +153,38 @@ const (
 	badSignature
 )
 
-// verifyWith checks the token's signature against the keys that match its
-// kid and alg, with Envoy's selection: a JWK without kid matches any kid,
-// a JWK with alg must name the token's alg, and the key type must fit.
-func verifyWith(kl *keyList, t *token) verifyOutcome {
+// selects reports whether key k is one Envoy would try for t: a JWK
+// without kid matches any kid, a JWK with alg must name the token's alg,
+// and the key type must fit the token's alg.
+func selects(k publicKey, t *token) bool {
+	if t.kid != "" && k.kid != "" && k.kid != t.kid {
+		return false
+	}
+	if k.alg != "" && k.alg != t.alg {
+		return false
+	}
+	return algFitsKey(t.alg, k.pub)
+}
+
+// verifyWith checks the token's signature against the keys that select
+// it, and returns the key that verified it.
+func verifyWith(kl *keyList, t *token) (verifyOutcome, crypto.PublicKey) {
 	alg, ok := jwsAlgs[t.alg]
 	if !ok { // HMAC: never a public key to verify with
-		return noMatchingKey
+		return noMatchingKey, nil
 	}
 	matched := false
 	for _, k := range kl.keys {
-		if t.kid != "" && k.kid != "" && k.kid != t.kid {
-			continue
-		}
-		if k.alg != "" && k.alg != t.alg {
-			continue
-		}
-		if !algFitsKey(t.alg, k.pub) {
+		if !selects(k, t) {
 			continue
 		}
 		matched = true
 		if _, err := jws.VerifyCompactFast(k.pub, []byte(t.raw), alg); err == nil {
-			return verified
+			return verified, k.pub
 		}
 	}
 	if matched {
-		return badSignature
+		return badSignature, nil
 	}
-	return noMatchingKey
+	return noMatchingKey, nil
 }

@@ -33,6 +33,10 @@ type KeyStoreOptions struct {
 	Logger             *slog.Logger     // default: discard
 	RefreshInterval    time.Duration
 	MinRefreshInterval time.Duration
+	// TokenCacheSize bounds the verified-token cache shared by every
+	// Authenticator compiled against the store (Envoy's jwt_cache_size):
+	// 0 means DefaultTokenCacheSize, a negative value turns caching off.
+	TokenCacheSize int
 }
 
 // KeyStore fetches and caches the JSON Web Key Sets of remote issuers,
@@ -44,6 +48,7 @@ type KeyStore struct {
 	log        *slog.Logger
 	refresh    time.Duration
 	minRefresh time.Duration
+	tokens     *tokenCache // nil: no caching
 
 	mu   sync.Mutex
 	sets map[string]*remoteSet
@@ -51,7 +56,7 @@ type KeyStore struct {
 
 // NewKeyStore returns an empty KeyStore.
 func NewKeyStore(o KeyStoreOptions) *KeyStore {
-	k := &KeyStore{client: o.Client, now: o.Now, log: o.Logger, refresh: o.RefreshInterval, minRefresh: o.MinRefreshInterval, sets: map[string]*remoteSet{}}
+	k := &KeyStore{client: o.Client, now: o.Now, log: o.Logger, refresh: o.RefreshInterval, minRefresh: o.MinRefreshInterval, tokens: newTokenCache(o.TokenCacheSize), sets: map[string]*remoteSet{}}
 	if k.client == nil {
 		k.client = &http.Client{}
 	}

@@ -60,6 +60,7 @@ type Authenticator struct {
 	cookies []*location
 	outputs []string // every header the rules write, removed from requests first
 	now     func() time.Time
+	cache   *tokenCache // the KeyStore's; nil: every token is verified
 }
 
 // Compile builds the Authenticator for workload w from the
@@ -80,6 +81,7 @@ func Compile(policies []Policy, w config.WorkloadRef, rootNS string, keys *KeySt
 	a := &Authenticator{now: time.Now}
 	if keys != nil {
 		a.now = keys.now
+		a.cache = keys.tokens
 	}
 	locs := map[string]*location{}
 	outputs := map[string]bool{}

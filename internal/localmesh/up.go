@@ -23,6 +23,7 @@ import (
 	"palisade.dev/palisade/internal/ca"
 	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/controlplane"
+	"palisade.dev/palisade/internal/dashboard"
 )
 
 // Options configure `palisade up`.
@@ -47,8 +48,30 @@ type Options struct {
 	// own with captured traffic (`palisade up --isolate`); nil keeps the
 	// explicit-proxy mode, which needs no privileges.
 	Isolate *Isolate
-	Log     *slog.Logger
-	Out     io.Writer // the table and messages for the user
+	// AllowRoot passes --allow-root to every proxy: palisade-proxy
+	// refuses to run as root otherwise.
+	AllowRoot bool
+	// ProxyLogLevel is every proxy's --log-level ("" for its default).
+	ProxyLogLevel string
+	Log           *slog.Logger
+	Out           io.Writer // the table and messages for the user
+	// Dashboard says where the dashboard is exposed besides the admin
+	// listener, which always serves it: a listener of its own behind the
+	// token in the state directory's dashboard-token (TokenFile is set
+	// here), and how many records it keeps per workload.
+	Dashboard dashboard.AttachOptions
+}
+
+// proxyFlags are the flags every proxy gets from the options.
+func (o Options) proxyFlags() []string {
+	var fl []string
+	if o.AllowRoot {
+		fl = append(fl, "--allow-root")
+	}
+	if o.ProxyLogLevel != "" {
+		fl = append(fl, "--log-level", o.ProxyLogLevel)
+	}
+	return fl
 }
 
 // StateFile is where a running mesh says how to reach it, for `palisade
@@ -67,7 +90,14 @@ type State struct {
 	PrivilegedSocket string `json:"privilegedSocket"`
 	ConfigDir        string `json:"configDir"`
 	PID              int    `json:"pid"`
+	// DashboardURL is the exposed dashboard listener's base URL, "" when
+	// none (the admin listener serves it at /dashboard/).
+	DashboardURL string `json:"dashboardURL,omitempty"`
 }
+
+// DashboardTokenFile holds, in the state directory, the token an exposed
+// dashboard asks for (0600).
+const DashboardTokenFile = "dashboard-token"
 
 // Mesh is a running local mesh.
 type Mesh struct {
@@ -88,6 +118,14 @@ type row struct {
 // Up starts the mesh and returns once every workload is healthy. Stop it
 // with Stop.
 func Up(ctx context.Context, o Options) (m *Mesh, err error) {
+	// The state directory holds the CA's keys and the privileged
+	// socket: only its owner may enter it, even when it already existed.
+	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("localmesh: state dir: %w", err)
+	}
+	if err := os.Chmod(o.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("localmesh: state dir: %w", err)
+	}
 	for _, d := range []string{"ca", "logs", "sockets"} {
 		if err := os.MkdirAll(filepath.Join(o.StateDir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("localmesh: state dir: %w", err)
@@ -140,7 +178,14 @@ func Up(ctx context.Context, o Options) (m *Mesh, err error) {
 			started.Stop()
 		}
 	}()
-	st, _ := json.Marshal(State{AdminAddress: d.AdminAddr(), GRPCAddress: d.GRPCAddr(), PrivilegedSocket: filepath.Join(o.StateDir, PrivilegedSocket), ConfigDir: o.Dir, PID: os.Getpid()})
+	do := o.Dashboard
+	do.Log, do.TokenFile = o.Log, filepath.Join(o.StateDir, DashboardTokenFile)
+	dash, err := dashboard.Attach(ctx, d, do)
+	if err != nil {
+		return nil, err
+	}
+	st, _ := json.Marshal(State{AdminAddress: d.AdminAddr(), GRPCAddress: d.GRPCAddr(), PrivilegedSocket: filepath.Join(o.StateDir, PrivilegedSocket), ConfigDir: o.Dir, PID: os.Getpid(),
+		DashboardURL: dash.URL()})
 	if err := os.WriteFile(filepath.Join(o.StateDir, StateFile), st, 0o644); err != nil {
 		return nil, fmt.Errorf("localmesh: write state: %w", err)
 	}
@@ -245,6 +290,7 @@ func (m *Mesh) startGateway(ctx context.Context, ports []uint32, bundlePath stri
 	if err != nil {
 		return err
 	}
+	args = append(args, o.proxyFlags()...)
 	cmd := exec.CommandContext(context.WithoutCancel(ctx), o.ProxyBin, args...)
 	cmd.Env = append(os.Environ(), "PALISADE_JOIN_TOKEN="+token)
 	gw, err := startProcess("ingress gateway", cmd, logf, o.Log)
@@ -315,6 +361,7 @@ func (m *Mesh) startWorkload(ctx context.Context, w *controlplane.Workload, r *c
 	if err != nil {
 		return err
 	}
+	args = append(args, o.proxyFlags()...)
 	cmd := exec.CommandContext(context.WithoutCancel(ctx), o.ProxyBin, args...)
 	cmd.Env = append(os.Environ(), "PALISADE_JOIN_TOKEN="+token)
 	sidecar, err := startProcess(w.Key.String()+" sidecar", cmd, logf, o.Log)
@@ -395,6 +442,7 @@ func (m *Mesh) PrintTable(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\ncontrol plane: %s (admin http://%s/api/status)\nlogs: %s\n", m.daemon.GRPCAddr(), m.daemon.AdminAddr(), filepath.Join(m.opts.StateDir, "logs"))
+	fmt.Fprintf(w, "dashboard: http://%s/dashboard/ (palisade dashboard opens it)\n", m.daemon.AdminAddr())
 	if m.iso != nil {
 		m.iso.printHelp(w)
 	}

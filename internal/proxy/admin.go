@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"palisade.dev/palisade/internal/jwt"
+	"palisade.dev/palisade/internal/telemetry"
 )
 
 // ChainSource is the workload's current certificate chain.
@@ -31,6 +33,9 @@ type AdminSources struct {
 	Certs    ChainSource
 	Keys     *jwt.KeyStore
 	Registry *prometheus.Registry
+	// Records, when set, serves /records: the last requests and
+	// connections, for the control plane's dashboard.
+	Records *telemetry.Ring
 	// Pprof serves net/http/pprof under /debug/pprof/; off unless asked
 	// for, since profiles expose the process's internals.
 	Pprof bool
@@ -109,6 +114,22 @@ func StartAdmin(addr string, s AdminSources, log *slog.Logger) (*Admin, error) {
 		}
 		writeJSON(w, out)
 	})
+	if s.Records != nil {
+		// GET /records?after=N: the records from sequence number N on
+		// (the "next" of the previous answer), at most 5,000 at a time.
+		mux.HandleFunc("GET /records", func(w http.ResponseWriter, r *http.Request) {
+			var from uint64
+			if v := r.URL.Query().Get("after"); v != "" {
+				n, err := strconv.ParseUint(v, 10, 64)
+				if err != nil {
+					http.Error(w, "after: not a sequence number", http.StatusBadRequest)
+					return
+				}
+				from = n
+			}
+			writeJSON(w, s.Records.Since(from, 5000))
+		})
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -12,6 +12,7 @@ import (
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 
 	"palisade.dev/palisade/internal/extauthz"
+	"palisade.dev/palisade/internal/telemetry"
 )
 
 // authorizers keeps one pooled ext_authz client per provider, reused
@@ -128,6 +129,9 @@ func (p *Proxy) checkCustom(w http.ResponseWriter, r *http.Request, cfg *Compile
 		return false
 	}
 	if !res.Allowed {
+		if res.Reason == extauthz.ReasonBodyTooBig {
+			p.tel.exceeded(telemetry.LimitAuthzBody)
+		}
 		p.log.Info("request denied by ext_authz", "provider", provider, "reason", res.Reason, "err", res.Err, "path", r.URL.Path, "source", rec.SourcePrincipal)
 		for k, vs := range res.Headers {
 			for _, v := range vs {

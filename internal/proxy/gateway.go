@@ -22,7 +22,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 
-	"palisade.dev/palisade/internal/authz"
 	"palisade.dev/palisade/internal/telemetry"
 	"palisade.dev/palisade/internal/xfcc"
 )
@@ -59,6 +58,9 @@ func (p *Proxy) acceptGateway(c net.Conn, gl GatewayListener, httpLn *chanListen
 		reset(c)
 		return
 	}
+	if c = p.admitConn(c); c == nil {
+		return
+	}
 	_ = c.SetDeadline(time.Now().Add(p.opts.HandshakeTimeout))
 	var rec bytes.Buffer
 	hello := &recordingConn{Conn: c, r: io.TeeReader(c, &rec)}
@@ -80,7 +82,7 @@ func (p *Proxy) acceptGateway(c net.Conn, gl GatewayListener, httpLn *chanListen
 	replay := &peekedConn{Conn: c, r: bufioReader(io.MultiReader(bytes.NewReader(rec.Bytes()), c))}
 	if !isTLS {
 		_ = c.SetDeadline(time.Time{})
-		httpLn.deliver(replay)
+		httpLn.deliver(p.newH1Guard(replay))
 		return
 	}
 	srv := gp.serverFor(sni, true)
@@ -119,8 +121,23 @@ func (p *Proxy) acceptGateway(c net.Conn, gl GatewayListener, httpLn *chanListen
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
-	httpLn.deliver(tc)
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		httpLn.deliver(tc)
+		return
+	}
+	// HTTP/1.1 over TLS goes through the guard; the handler finds the
+	// TLS state in the request's context.
+	httpLn.deliver(&tlsStateConn{Conn: p.newH1Guard(tc), state: tc.ConnectionState()})
 }
+
+// tlsStateConn is a TLS connection behind the guard, with its state,
+// which net/http no longer sees for itself.
+type tlsStateConn struct {
+	net.Conn
+	state tls.ConnectionState
+}
+
+type tlsStateKey struct{}
 
 type recordingConn struct {
 	net.Conn
@@ -171,7 +188,15 @@ func (p *Proxy) gatewayServer(port uint32) *http.Server {
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
 	protos.SetUnencryptedHTTP2(true)
-	return &http.Server{Handler: p.gatewayHandler(port), Protocols: protos, ReadHeaderTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: p.gatewayHandler(port), Protocols: protos,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if tc, ok := c.(*tlsStateConn); ok {
+				return context.WithValue(ctx, tlsStateKey{}, &tc.state)
+			}
+			return ctx
+		}}
+	p.applyLimits(srv)
+	return srv
 }
 
 func (p *Proxy) gatewayHandler(port uint32) http.Handler {
@@ -179,12 +204,15 @@ func (p *Proxy) gatewayHandler(port uint32) http.Handler {
 		start := time.Now()
 		cfg := p.store.Current()
 		sw := &statusWriter{ResponseWriter: w}
+		if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok && r.TLS == nil {
+			r.TLS = st
+		}
 		// A client certificate at the edge is not a mesh identity: the
 		// gateway's caller is a plaintext peer to authorization.
 		ci := newConnInfo(addrOf(r.RemoteAddr), spiffeid.ID{}, nil)
 		rec := &Record{Start: start, Protocol: protoName(r), HTTPVersion: r.Proto, Direction: telemetry.Inbound,
 			Method: r.Method, Authority: r.Host, UserAgent: r.UserAgent(), DownstreamRemote: r.RemoteAddr, ForwardedFor: r.Header.Get("X-Forwarded-For"),
-			DestinationNamespace: p.opts.Self.Ref.Namespace, DestinationWorkload: p.opts.Self.Ref.Name}
+			DestinationNamespace: p.opts.Self.Ref.Namespace, DestinationWorkload: p.opts.Self.Ref.Name, DestinationPort: port}
 		defer func() {
 			rec.ResponseCode, rec.BytesSent, rec.Duration = sw.code(), sw.n, time.Since(start)
 			p.observe(rec)
@@ -212,12 +240,10 @@ func (p *Proxy) gatewayHandler(port uint32) http.Handler {
 			http.Redirect(sw, r, "https://"+hostOnly(r.Host)+r.URL.RequestURI(), http.StatusMovedPermanently)
 			return
 		}
-		path, reject := authz.NormalizePath(cfg.Mesh.GetPathNormalization().GetNormalization(), r.URL.RequestURI())
-		if reject || setRequestURI(r, path) != nil {
-			http.Error(sw, "Bad Request", http.StatusBadRequest)
+		path, ok := p.normalizeRequest(sw, r, cfg, rec)
+		if !ok || p.tooManyHeaders(sw, r) {
 			return
 		}
-		rec.Path = path
 		areq := p.authzRequest(r, port, &ci, path)
 		if !p.admit(sw, r, cfg, areq, rec) {
 			return

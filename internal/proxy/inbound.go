@@ -109,6 +109,9 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 		reset(c)
 		return
 	}
+	if c = p.admitConn(c); c == nil {
+		return
+	}
 	decision := cfg.Peer.Mode(in.Port)
 	deadline := time.Now().Add(p.opts.HandshakeTimeout)
 	_ = c.SetDeadline(deadline)
@@ -133,7 +136,8 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 		}
 	case !isTLS && decision.Mode == authn.Strict:
 		p.log.Info("plaintext connection refused by STRICT mTLS", "port", in.Port, "remote", c.RemoteAddr(), "policy", decision.Source)
-		p.observe(&Record{Start: time.Now(), Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, ResponseFlags: "NR", DownstreamRemote: c.RemoteAddr().String(), Decision: "DENY", Policy: "PeerAuthentication " + decision.Source})
+		p.observe(&Record{Start: time.Now(), Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, ResponseFlags: "NR", DownstreamRemote: c.RemoteAddr().String(), DestinationPort: in.Port,
+			DestinationNamespace: p.opts.Self.Ref.Namespace, DestinationWorkload: p.opts.Self.Ref.Name, Decision: "DENY", Policy: "PeerAuthentication " + decision.Source})
 		reset(c)
 		return
 	case isTLS && decision.Mode == authn.Permissive && !p.meshHello(br):
@@ -187,7 +191,7 @@ func (p *Proxy) acceptInbound(c net.Conn, in InboundPort, httpLn *chanListener) 
 		p.forwardTCP(conn, in, ci)
 		return
 	}
-	httpLn.deliver(&infoConn{Conn: conn, info: ci})
+	httpLn.deliver(&infoConn{Conn: p.newH1Guard(conn), info: ci})
 }
 
 // sniffPrefixes are the openings that make a stream HTTP.
@@ -226,8 +230,8 @@ func (p *Proxy) sniff(pc *peekedConn) Protocol {
 
 // reset closes c with a TCP RST, as Envoy does for a refused connection.
 func reset(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
+	if l, ok := c.(interface{ SetLinger(int) error }); ok {
+		_ = l.SetLinger(0)
 	}
 	c.Close()
 }
@@ -239,6 +243,9 @@ func (p *Proxy) inboundServer(in InboundPort) *http.Server {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = in.App
 			pr.Out.Host = pr.In.Host
+			// The query goes on as authorization saw it, as Envoy forwards
+			// it; ReverseProxy would drop parameters it cannot parse.
+			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 			// Envoy's sidecar inbound (use_remote_address false) passes
 			// the X-Forwarded-* headers a gateway set on to the app;
 			// ReverseProxy would drop them.
@@ -260,11 +267,10 @@ func (p *Proxy) inboundServer(in InboundPort) *http.Server {
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
 	protos.SetUnencryptedHTTP2(true)
-	return &http.Server{
-		Handler:           p.inboundHandler(in, rp),
-		Protocols:         protos,
-		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          nil,
+	srv := &http.Server{
+		Handler:   p.inboundHandler(in, rp),
+		Protocols: protos,
+		ErrorLog:  nil,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			switch v := c.(type) {
 			case *infoConn:
@@ -281,6 +287,8 @@ func (p *Proxy) inboundServer(in InboundPort) *http.Server {
 			return ctx
 		},
 	}
+	p.applyLimits(srv)
+	return srv
 }
 
 func appTransport(in InboundPort) http.RoundTripper {
@@ -295,11 +303,18 @@ func appTransport(in InboundPort) http.RoundTripper {
 		protos := new(http.Protocols)
 		protos.SetUnencryptedHTTP2(true)
 		tr.Protocols = protos
+		return tr
 	}
-	return tr
+	return newHTTP1Transport(in.App, d, tr)
 }
 
 func upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if idledOut(r) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusRequestTimeout)
+		io.WriteString(w, "stream timeout") //nolint:errcheck
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(http.StatusServiceUnavailable)
 	io.WriteString(w, "upstream connect error or disconnect/reset before headers. reset reason: connection failure") //nolint:errcheck
@@ -318,7 +333,7 @@ type infoConn struct {
 func (p *Proxy) forwardTCP(c net.Conn, in InboundPort, ci connInfo) {
 	defer c.Close()
 	start := time.Now()
-	rec := &Record{Start: start, Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, MTLS: ci.mtls, DownstreamRemote: ci.remoteStr, UpstreamHost: in.App}
+	rec := &Record{Start: start, Protocol: telemetry.ProtocolTCP, Direction: telemetry.Inbound, MTLS: ci.mtls, DownstreamRemote: ci.remoteStr, UpstreamHost: in.App, DestinationPort: in.Port}
 	p.fillInbound(rec, &ci)
 	if !p.authorizeTCP(c, in, &ci, rec) {
 		rec.Duration = time.Since(start)
@@ -411,12 +426,14 @@ const waitBufferSize = 2 << 10
 
 // pump copies src to dst until src ends, as io.Copy does, and returns
 // the bytes written. Spliced connections sit idle most of the time, so
-// pump waits for data in a small buffer of its own and borrows a pooled
-// 32 KiB one once a read fills the small one, until a read returns what
-// the small one would have held: a read from a TLS connection returns
-// at most one record, and a socket read of a busy stream often comes up
-// short, so a read short of the big buffer does not mean the stream went
-// quiet.
+// pump holds as little as it can while it waits: from a plain socket it
+// waits with no buffer at all and borrows a pooled 32 KiB one when data
+// comes (readPooled); from anything else (TLS) it waits in a small buffer
+// of its own and borrows the big one once a read fills the small one.
+// It keeps the big buffer until a read returns what the small one would
+// have held: a read from a TLS connection returns at most one record, and
+// a socket read of a busy stream often comes up short, so a read short of
+// the big buffer does not mean the stream went quiet.
 // Between two plain TCP sockets it leaves the copy to io.Copy, which
 // splices in the kernel.
 func pump(dst io.Writer, src io.Reader) (int64, error) {
@@ -425,8 +442,7 @@ func pump(dst io.Writer, src io.Reader) (int64, error) {
 	if dstTCP && srcTCP {
 		return io.Copy(dst, src)
 	}
-	small := make([]byte, waitBufferSize)
-	buf := small
+	var small []byte
 	var big *[spliceBufferSize]byte
 	defer func() {
 		if big != nil {
@@ -434,8 +450,32 @@ func pump(dst io.Writer, src io.Reader) (int64, error) {
 		}
 	}()
 	var written int64
+	var pooled *pooledReader // once src is a plain socket
 	for {
-		n, rerr := src.Read(buf)
+		var buf []byte
+		var n int
+		var rerr error
+		if pooled == nil {
+			if rc, ok := plainSocket(src); ok {
+				pooled, small = newPooledReader(rc), nil
+			}
+		}
+		switch {
+		case big != nil:
+			buf = big[:]
+			n, rerr = src.Read(buf)
+		case pooled != nil:
+			big, n, rerr = pooled.read()
+			if big != nil {
+				buf = big[:]
+			}
+		default:
+			if small == nil {
+				small = make([]byte, waitBufferSize)
+			}
+			buf = small
+			n, rerr = src.Read(buf)
+		}
 		if n > 0 {
 			w, werr := dst.Write(buf[:n])
 			written += int64(w)
@@ -455,10 +495,9 @@ func pump(dst io.Writer, src io.Reader) (int64, error) {
 		switch {
 		case big == nil && n == len(small):
 			big = spliceBuffers.Get().(*[spliceBufferSize]byte)
-			buf = big[:]
-		case big != nil && n < len(small):
+		case big != nil && n < waitBufferSize:
 			spliceBuffers.Put(big)
-			big, buf = nil, small
+			big = nil
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -43,7 +44,7 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 		rec := &Record{
 			Start: start, Protocol: protoName(r), HTTPVersion: r.Proto, Direction: telemetry.Inbound, MTLS: ci.mtls, ForwardedFor: r.Header.Get("X-Forwarded-For"),
 			Method: r.Method, Authority: r.Host, UserAgent: r.UserAgent(), RequestID: r.Header.Get("X-Request-Id"),
-			DownstreamRemote: ci.remoteStr, UpstreamHost: in.App,
+			DownstreamRemote: ci.remoteStr, UpstreamHost: in.App, DestinationPort: in.Port,
 		}
 		p.fillInbound(rec, &ci)
 		sw := &statusWriter{ResponseWriter: w}
@@ -55,14 +56,8 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 			p.observe(rec)
 		}()
 
-		path, reject := authz.NormalizePath(cfg.Mesh.GetPathNormalization().GetNormalization(), r.URL.RequestURI())
-		if reject {
-			http.Error(sw, "Bad Request", http.StatusBadRequest)
-			return
-		}
-		rec.Path = path
-		if err := setRequestURI(r, path); err != nil {
-			http.Error(sw, "Bad Request", http.StatusBadRequest)
+		path, ok := p.normalizeRequest(sw, r, cfg, rec)
+		if !ok || p.tooManyHeaders(sw, r) {
 			return
 		}
 
@@ -80,7 +75,18 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 			r.Body = cr
 			defer func() { rec.BytesReceived = cr.n }()
 		}
-		rp.ServeHTTP(sw, r)
+		if r.Header.Get("Upgrade") != "" {
+			// An upgraded stream (WebSocket) becomes a tunnel the clock
+			// would not see move: it is not timed.
+			rp.ServeHTTP(sw, r)
+			return
+		}
+		iw, ir, stop := p.watchStream(sw, r)
+		defer stop()
+		rp.ServeHTTP(iw, ir)
+		if idledOut(ir) {
+			rec.ResponseFlags = "SI"
+		}
 	})
 }
 
@@ -90,7 +96,7 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, cfg *Compiled, are
 	if cfg.JWT != nil {
 		res, err := cfg.JWT.Authenticate(r)
 		if err != nil {
-			rec.Decision = "JWT-DENY"
+			rec.Decision, rec.AuthError = "JWT-DENY", err.Error()
 			p.log.Info("request authentication failed", "port", areq.DestinationPort, "source", rec.SourcePrincipal, "reason", err.Error())
 			var je *jwt.Error
 			if errors.As(err, &je) {
@@ -102,9 +108,23 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, cfg *Compiled, are
 		}
 		if res != nil {
 			areq.Auth = &authz.AuthInfo{Principal: res.Principal, Audiences: res.Audiences, Presenter: res.Presenter, Claims: res.Claims}
+			rec.RequestPrincipal = res.Principal
 		}
 	}
-	return p.authorizeHTTP(w, r, cfg, areq, rec)
+	if !p.authorizeHTTP(w, r, cfg, areq, rec) {
+		return false
+	}
+	if p.log.Enabled(r.Context(), slog.LevelDebug) {
+		// As Envoy's jwt_authn and RBAC filters log at debug level: the
+		// request principal, never the token.
+		var principal string
+		if areq.Auth != nil {
+			principal = areq.Auth.Principal
+		}
+		p.log.Debug("request admitted", "decision", rec.Decision, "policy", rec.Policy, "method", areq.Method, "path", areq.Path,
+			"source", rec.SourcePrincipal, "requestPrincipal", principal)
+	}
+	return true
 }
 
 // authorizeHTTP runs CUSTOM, then DENY and ALLOW, and answers the denial
@@ -203,20 +223,24 @@ func (p *Proxy) authzRequest(r *http.Request, port uint32, ci *connInfo, path st
 	return areq
 }
 
-func setRequestURI(r *http.Request, uri string) error {
-	if uri == r.RequestURI && !strings.Contains(uri, "/.") {
+// setRequestURI points r at the normalized target uri and returns the
+// target the app will receive: uri in the spelling net/http writes on
+// the wire, which escapes a few bytes uri may hold as they came (such as
+// '|' or '"'). Authorization sees that same string.
+func setRequestURI(r *http.Request, uri string) (string, error) {
+	if uri == r.RequestURI && !strings.Contains(uri, "/.") && r.URL.RawPath == "" {
 		// Normalization changed nothing: r.URL was parsed from this very
-		// origin-form target, and with no dot segments resolving it
-		// again would give the same path and query.
-		return nil
+		// origin-form target, with no dot segments to resolve again, and
+		// net/http writes its path as it came (no RawPath of its own).
+		return uri, nil
 	}
 	u, err := r.URL.Parse(uri)
 	if err != nil {
-		return err
+		return "", err
 	}
-	r.URL.Path, r.URL.RawPath, r.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
+	r.URL.Path, r.URL.RawPath, r.URL.RawQuery, r.URL.ForceQuery = u.Path, u.RawPath, u.RawQuery, u.ForceQuery
 	r.RequestURI = uri
-	return nil
+	return r.URL.RequestURI(), nil
 }
 
 // grpcStatus is a gRPC response's status code for grpc_response_status:

@@ -157,6 +157,13 @@ func (m *testMesh) sidecarServing(name, sa string, cert, serving *tls.Certificat
 // access log in m.logs.
 func (m *testMesh) sidecarWith(name, sa string, cert, serving *tls.Certificate, opts proxy.Options, tel *proxy.Telemetry) *proxy.Proxy {
 	m.t.Helper()
+	return m.sidecarCerts(name, sa, cert, staticCerts{serving}, opts, tel)
+}
+
+// sidecarCerts is sidecarWith with the data plane's certificates from
+// certs, which may rotate them.
+func (m *testMesh) sidecarCerts(name, sa string, cert *tls.Certificate, certs proxy.Certs, opts proxy.Options, tel *proxy.Telemetry) *proxy.Proxy {
+	m.t.Helper()
 	ref := config.WorkloadRef{Namespace: "workshop", Name: name, Labels: map[string]string{"app": name}, Services: []string{name}}
 	cc := &proxy.Compiler{Self: proxy.Self{Ref: ref, ServiceAccount: sa}, Keys: jwt.NewKeyStore(jwt.KeyStoreOptions{})}
 	store := proxy.NewStore(m.log, cc.Compile)
@@ -167,7 +174,7 @@ func (m *testMesh) sidecarWith(name, sa string, cert, serving *tls.Certificate, 
 		m.logs[name] = logs
 		tel = &proxy.Telemetry{AccessLog: telemetry.NewAccessLog(logs)}
 	}
-	p := proxy.New(opts, store, staticCerts{serving}, tel, m.log)
+	p := proxy.New(opts, store, certs, tel, m.log)
 	if err := p.Listen(); err != nil {
 		m.t.Fatal(err)
 	}

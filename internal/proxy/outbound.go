@@ -117,7 +117,7 @@ func (up *upstreamPool) dial(ctx context.Context, rt route, alpn []string) (net.
 	case modePlain:
 		return c, nil
 	case modeIstio:
-		cfg = up.p.istioClientTLS(rt.u, alpn)
+		cfg = up.p.istioClientTLS(rt.u, alpn, ep.Addr)
 	case modeOrigination:
 		cfg, err = originationTLS(rt.settings, rt.u, alpn)
 		if err != nil {
@@ -272,6 +272,9 @@ type outboundRT struct{ p *Proxy }
 
 func (o outboundRT) RoundTrip(r *http.Request) (*http.Response, error) {
 	cfg := o.p.store.Current()
+	if cfg == nil {
+		return nil, errNoConfig
+	}
 	if d, ok := r.Context().Value(capturedKey{}).(*capturedDst); ok {
 		return o.captured(r, cfg, d)
 	}
@@ -314,6 +317,10 @@ func (o outboundRT) toService(r *http.Request, cfg *Compiled, u *Upstream, pin s
 	}
 	return resp, err
 }
+
+// errNoConfig fails outbound requests that arrive before the first
+// config push.
+var errNoConfig = errors.New("proxy: no configuration from the control plane yet")
 
 // upstreamInfo carries what the round trip learned back to the access log.
 type upstreamInfo struct {

@@ -56,6 +56,9 @@ type Options struct {
 	// HandshakeTimeout bounds the TLS handshake and protocol sniffing of
 	// a new inbound connection (default 10s).
 	HandshakeTimeout time.Duration
+	// Limits bound what a downstream client may cost; zero fields take
+	// Envoy's defaults.
+	Limits Limits
 }
 
 // Proxy is a running sidecar.
@@ -66,6 +69,8 @@ type Proxy struct {
 	certs Certs
 	tel   *Telemetry
 
+	sessions sessions // TLS session resumption, tied to our certificate
+
 	mu        sync.Mutex
 	listeners []net.Listener
 	servers   []*http.Server
@@ -75,6 +80,7 @@ type Proxy struct {
 	self        atomic.Pointer[selfID] // cached for selfID
 	destService string                 // inbound records' destination_service
 	labels      workloadLabels         // the workload's side of every record
+	conns       atomic.Int64           // downstream connections open, for Limits.MaxConnections
 }
 
 // New returns a sidecar serving with certs and the config in store.
@@ -82,6 +88,7 @@ func New(opts Options, store *Store, certs Certs, tel *Telemetry, log *slog.Logg
 	if opts.HandshakeTimeout == 0 {
 		opts.HandshakeTimeout = 10 * time.Second
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	p := &Proxy{opts: opts, log: log, store: store, certs: certs, tel: tel, destService: destinationService(opts.Self.Ref),
 		labels: labelsOf(opts.Self.Ref.Labels)}
 	p.upstreams = newUpstreamPool(p)

@@ -10,6 +10,17 @@ type Record = telemetry.Entry
 type Telemetry struct {
 	AccessLog *telemetry.AccessLog
 	Metrics   *telemetry.Metrics
+	// Records keeps the last records for the control plane to collect
+	// from the admin listener; nil keeps none.
+	Records *telemetry.Ring
+	Limits  *telemetry.Limits // refusals for a limit exceeded; nil counts none
+}
+
+// exceeded counts one refusal for limit.
+func (t *Telemetry) exceeded(limit string) {
+	if t != nil {
+		t.Limits.Exceeded(limit)
+	}
 }
 
 // Observe reports a finished request or connection.
@@ -19,6 +30,9 @@ func (t *Telemetry) Observe(e *telemetry.Entry) {
 	}
 	if t.AccessLog != nil {
 		_ = t.AccessLog.Log(e)
+	}
+	if t.Records != nil {
+		t.Records.Add(e)
 	}
 	if t.Metrics != nil {
 		if e.Protocol == telemetry.ProtocolTCP && e.ResponseFlags == "" {

@@ -7,7 +7,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // chunkReader returns data in reads of the given sizes, then err.
@@ -102,5 +104,61 @@ func TestPeekedConnLetsBufferGo(t *testing.T) {
 	}
 	if pc.r != nil {
 		t.Error("the peek buffer is still held")
+	}
+}
+
+// From a real socket, plain or peeked, pump waits without a buffer and
+// copies every byte, through bursts, pauses and the end of the stream.
+func TestPumpFromSocket(t *testing.T) {
+	data := make([]byte, 200<<10)
+	for i := range data {
+		data[i] = byte(rand.N(256))
+	}
+	for _, peeked := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "peeked"}[peeked], func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				rest := data
+				for i, size := range []int{3, 100, 2048, 1, 40000, 2047, 70000} {
+					size = min(size, len(rest))
+					_, _ = c.Write(rest[:size])
+					rest = rest[size:]
+					if i%2 == 0 {
+						time.Sleep(5 * time.Millisecond) // the reader waits, idle
+					}
+				}
+				_, _ = c.Write(rest)
+			}()
+			c, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var src io.Reader = c
+			if peeked {
+				br := bufio.NewReader(c)
+				if _, err := br.Peek(3); err != nil {
+					t.Fatal(err)
+				}
+				src = &peekedConn{Conn: c, r: br, direct: true}
+			}
+			if _, ok := plainSocket(src); ok == peeked && runtime.GOOS != "windows" {
+				t.Fatalf("plainSocket = %v for a %s source", ok, t.Name())
+			}
+			var out bytes.Buffer
+			n, err := pump(&out, src)
+			if err != nil || n != int64(len(data)) || !bytes.Equal(out.Bytes(), data) {
+				t.Fatalf("pump = %d, %v; equal %v", n, err, bytes.Equal(out.Bytes(), data))
+			}
+		})
 	}
 }

@@ -39,9 +39,11 @@ func (p *Proxy) verifyPeerChain(chain []*x509.Certificate) (spiffeid.ID, error) 
 // certificate, a client certificate required and verified against the
 // trust bundle, the peer's SPIFFE ID stored in verified. It verifies in
 // VerifyConnection, which crypto/tls calls on every handshake, resumed
-// ones too, with the chain it has already parsed.
+// ones too, with the chain it has already parsed (or the one the session
+// ticket recorded). Tickets are sealed with the key of our current
+// certificate (see sessions).
 func (p *Proxy) serverTLS(alpn []string, verified *spiffeid.ID) *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: p.certs.GetCertificate,
 		ClientAuth:     tls.RequireAnyClientCert,
@@ -55,14 +57,23 @@ func (p *Proxy) serverTLS(alpn []string, verified *spiffeid.ID) *tls.Config {
 			return nil
 		},
 	}
+	if cert, err := p.certs.GetCertificate(&tls.ClientHelloInfo{}); err == nil && cert != nil {
+		keys, _ := p.sessions.forCert(cert)
+		cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }
+		cfg.SetSessionTicketKeys(keys)
+	}
+	return cfg
 }
 
-// istioClientTLS is the outbound ISTIO_MUTUAL config: our certificate,
-// the server verified against the trust bundle, and secure naming: its
-// SPIFFE ID must be one the service may run as.
-func (p *Proxy) istioClientTLS(u *Upstream, alpn []string) *tls.Config {
+// istioClientTLS is the outbound ISTIO_MUTUAL config for a connection to
+// the endpoint at addr: our certificate, the server verified against the
+// trust bundle, and secure naming: its SPIFFE ID must be one the service
+// may run as. Sessions resume from the tickets held for our current
+// certificate, the same expected identities and the same endpoint; the
+// checks run on resumed connections too.
+func (p *Proxy) istioClientTLS(u *Upstream, alpn []string, addr string) *tls.Config {
 	allowed := u.Identities
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:           tls.VersionTLS12,
 		GetClientCertificate: p.certs.GetClientCertificate,
 		// The chain is verified below against the SPIFFE bundle, which
@@ -86,6 +97,16 @@ func (p *Proxy) istioClientTLS(u *Upstream, alpn []string) *tls.Config {
 			return nil
 		},
 	}
+	if cert, err := p.certs.GetClientCertificate(&tls.CertificateRequestInfo{}); err == nil && cert != nil {
+		_, cache := p.sessions.forCert(cert)
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+		td := ""
+		if c := p.store.Current(); c != nil {
+			td = c.TrustDomain.String()
+		}
+		cfg.ClientSessionCache = newNamedSessions(cache, u, td, addr)
+	}
+	return cfg
 }
 
 // istioSNI is the SNI Istio's sidecars send to each other.

@@ -46,6 +46,10 @@ func (p *Proxy) serveOutboundPort(ctx context.Context, ln net.Listener, o Outbou
 // named it.
 func (p *Proxy) tunnel(app net.Conn, target string) {
 	cfg := p.store.Current()
+	if cfg == nil { // no config pushed yet: refused, as inbound is
+		reset(app)
+		return
+	}
 	u := cfg.Lookup(target, 0)
 	p.tunnelTo(app, cfg, u, "", target, "")
 }

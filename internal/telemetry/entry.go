@@ -73,6 +73,15 @@ type Entry struct {
 	// and the deciding policy ("workshop/productapp[0]"); "" when no policy
 	// decided.
 	Decision, Policy string
+	// AuthError is why request authentication refused the request (the
+	// JWT error, "Jwt is expired"); "" when it did not.
+	AuthError string
+	// RequestPrincipal is the validated JWT's "<iss>/<sub>"; "" without
+	// one.
+	RequestPrincipal string
+	// DestinationPort is the workload port an inbound request or
+	// connection came in for; 0 when not known.
+	DestinationPort uint32
 
 	UpstreamHost string // address the request went to
 	// UpstreamCluster is Envoy's cluster name where Istio's logs have

@@ -39,6 +39,7 @@ type loadResult struct {
 	Requests, OK  int64
 	Duration      time.Duration
 	Use           usage
+	Codes         map[string]int64 // response code → count, as fortio reports
 }
 
 type fortioJSON struct {
@@ -85,7 +86,7 @@ func runFortioIn(ctx context.Context, e *env, ns, tag, url, header string, args 
 	if err := json.Unmarshal(b, &fj); err != nil {
 		return nil, fmt.Errorf("fortio %s: %w", tag, err)
 	}
-	r := &loadResult{QPS: fj.ActualQPS, Requests: fj.DurationHistogram.Count, OK: fj.RetCodes["200"], Duration: time.Duration(fj.ActualDuration), Use: u}
+	r := &loadResult{QPS: fj.ActualQPS, Requests: fj.DurationHistogram.Count, OK: fj.RetCodes["200"], Duration: time.Duration(fj.ActualDuration), Use: u, Codes: fj.RetCodes}
 	for _, p := range fj.DurationHistogram.Percentiles {
 		switch p.Percentile {
 		case 50:

@@ -1,9 +1,10 @@
 // Command meshbench measures Palisade's two-hop mTLS path against a
-// direct connection, ghostunnel and HAProxy on loopback, with fortio as
+// direct connection, ghostunnel, HAProxy and nginx on loopback, with fortio as
 // the load generator; measures the control plane at scale in-process;
 // collects the micro-benchmarks; and writes BENCHMARKS.md.
 //
-//	meshbench [-quick] [-out BENCHMARKS.md] -bin DIR -fortio PATH [-ghostunnel PATH] [-haproxy PATH]
+//	meshbench [-quick] [-out BENCHMARKS.md] -bin DIR -fortio PATH [-ghostunnel PATH] [-haproxy PATH] [-nginx PATH]
+//	meshbench codes -bin DIR -race-bin DIR -fortio PATH [-n N]
 //	meshbench backend HTTP_ADDR TCP_ADDR
 //	meshbench scale [-workloads N -services N -policies N]
 package main
@@ -33,6 +34,8 @@ func dispatch(ctx context.Context, args []string) error {
 			return runBackend(ctx, args[1:])
 		case "scale":
 			return runScaleCmd(args[1:])
+		case "codes":
+			return runCodes(ctx, args[1:])
 		}
 	}
 	return runSuite(ctx, args)

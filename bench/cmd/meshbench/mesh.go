@@ -264,6 +264,9 @@ func startPalisade(ctx context.Context, e *env, sc scenario, be *backendAddrs) (
 		return m, err
 	}
 	common := []string{"--control-plane", cpAddr, "--bundle", bundle, "--access-log", "", "--pprof"}
+	if os.Geteuid() == 0 {
+		common = append(common, "--allow-root") // the harness runs as root here and in CI
+	}
 	m.ServerAdmin = freeAddr()
 	m.server, err = start(sc.Name+"-server-sidecar", dir, []string{"PALISADE_JOIN_TOKEN=" + tok}, e.bin("palisade-proxy"), append([]string{
 		"--workload", "bench/backend", "--service-account", "backend", "--label", "app=backend", "--admin", m.ServerAdmin,

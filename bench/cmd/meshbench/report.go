@@ -158,7 +158,7 @@ func (r *report) writeTargets(w writer) {
 	}
 }
 
-var pathOrder = []string{"direct", "palisade", "palisade-captured", "palisade-authz", "palisade-jwt", "ghostunnel", "haproxy"}
+var pathOrder = []string{"direct", "palisade", "palisade-captured", "palisade-authz", "palisade-jwt", "ghostunnel", "haproxy", "nginx"}
 
 func (r *report) writeHTTP(w writer) {
 	w("## HTTP through each path\n\n")
@@ -171,11 +171,12 @@ func (r *report) writeHTTP(w writer) {
 		w("### %s\n\n", lt.Title)
 		dur := map[string]time.Duration{"rate": r.D.rate, "max": r.D.max, "newconn": r.D.newconn}[lt.Name]
 		w("%s per path.\n\n", dur)
-		w("| path | rps | vs direct | vs ghostunnel | vs HAProxy | p50 ms | p90 ms | p99 ms | added p50 / p99 ms | non-200 | pair CPU (vCPU) | CPU-s / 1,000 req | peak RSS client / server MiB |\n")
-		w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		w("| path | rps | vs direct | vs ghostunnel | vs HAProxy | vs nginx | p50 ms | p90 ms | p99 ms | added p50 / p99 ms | non-200 | pair CPU (vCPU) | CPU-s / 1,000 req | peak RSS client / server MiB |\n")
+		w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		d := r.path("direct").load(lt.Name)
 		g := r.path("ghostunnel").load(lt.Name)
 		h := r.path("haproxy").load(lt.Name)
+		n := r.path("nginx").load(lt.Name)
 		for _, name := range pathOrder {
 			p := r.path(name)
 			if p == nil {
@@ -183,7 +184,7 @@ func (r *report) writeHTTP(w writer) {
 			}
 			l := p.load(lt.Name)
 			if l == nil {
-				w("| %s | not measured | | | | | | | | | | | |\n", p.Title)
+				w("| %s | not measured | | | | | | | | | | | | |\n", p.Title)
 				continue
 			}
 			vs := func(o *loadResult) string {
@@ -200,7 +201,7 @@ func (r *report) writeHTTP(w writer) {
 				cpu, per = fmt.Sprintf("%.2f", l.vcpu()), fmt.Sprintf("%.3f", l.cpuPer1000())
 				rss = mb(l.Use.PeakKB[0]) + " / " + mb(l.Use.PeakKB[1])
 			}
-			w("| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s |\n", p.Title, l.QPS, vs(d), vs(g), vs(h),
+			w("| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s |\n", p.Title, l.QPS, vs(d), vs(g), vs(h), vs(n),
 				ms(l.P50), ms(l.P90), ms(l.P99), added, l.Requests-l.OK, cpu, per, rss)
 		}
 		w("\n")
@@ -246,7 +247,7 @@ func (r *report) writeMemory(w writer) {
 	w("## Memory\n\n")
 	w("Idle: VmRSS right after the pair started and answered one request. Held: VmRSS with %d keep-alive connections open through the client side, one request sent on each, then held idle.\n\n", r.D.idleConns)
 	w("| path | idle RSS client / server MiB | with %d idle connections, client / server MiB |\n| --- | ---: | ---: |\n", r.D.idleConns)
-	for _, name := range []string{"palisade", "ghostunnel", "haproxy"} {
+	for _, name := range []string{"palisade", "ghostunnel", "haproxy", "nginx"} {
 		p := r.path(name)
 		if p == nil || len(p.IdleKB) < 2 {
 			continue
@@ -287,13 +288,14 @@ make bench        # everything: about 5 minutes on 2 cores
 make bench-quick  # the same harness with 1-2 s runs and a 1,000-proxy control plane (CI)
 `+"```"+`
 
-`+"`bench/run.sh`"+` builds bin/ (make build), fortio and ghostunnel from the pinned tools modules in bench/tools/, installs Debian's haproxy with apt-get when it is missing, then runs `+"`go run ./bench/cmd/meshbench`"+`, which writes this file. Everything listens on 127.0.0.1.
+`+"`bench/run.sh`"+` builds bin/ (make build), fortio and ghostunnel from the pinned tools modules in bench/tools/, installs Debian's haproxy and nginx-light with apt-get when they are missing, then runs `+"`go run ./bench/cmd/meshbench`"+`, which writes this file. Everything listens on 127.0.0.1.
 
 - **Backend**: `+"`meshbench backend`"+`, one Go process: a small HTTP handler and a TCP byte source, the same for every path.
 - **Direct**: fortio → backend.
 - **Palisade**: started by hand as an operator would, one mesh per scenario: `+"`palisade control-plane --config DIR --state DIR`"+` (DIR holds the scenario's YAML: mesh-wide STRICT PeerAuthentication, Workload resources for bench/backend and bench/client), `+"`palisade join-token`"+` for each service account, and two `+"`palisade-proxy`"+` processes: the backend's sidecar with an HTTP inbound port and a TCP inbound port, the client's sidecar with two `+"`--outbound`"+` local ports (targets backend.bench:8080 and backend.bench:9000). fortio sends plain HTTP/1.1 to the client sidecar's outbound port; the sidecars speak mTLS (ALPN http/1.1) to each other; the server sidecar parses HTTP, runs authentication and authorization, adds XFCC and forwards to the backend. Access logs are off (`+"`--access-log \"\"`"+`), as in Istio's default profile; metrics stay on. Scenarios: no policy; 100 AuthorizationPolicies of which 5 select the backend (2 DENY, 3 ALLOW; the other 95 select other workloads); a RequestAuthentication with inline JWKS (ES256, a token the harness mints) and an ALLOW on requestPrincipals plus a claim. Each scenario is checked before it is measured (denied paths answer 403, a bad token 401).
 - **ghostunnel** v1.8.4: a client-mode and a server-mode process (mTLS with the same ECDSA P-256 certificates and SPIFFE URI checks: `+"`--allow-uri`, `--verify-uri`"+`), one pair per backend port.
 - **HAProxy** (Debian): a client-side process in TCP mode originating mTLS (`+"`verify required`"+`), a server-side process terminating it (HTTP mode for HTTP, TCP mode for the raw port).
+- **nginx** (Debian's nginx-light): both sides in HTTP mode, one process each (`+"`master_process off`"+`): the client side originates mTLS on pooled keep-alive upstream connections (`+"`proxy_ssl_verify on`"+`, session reuse), the server side terminates it (`+"`ssl_verify_client on`"+`) and forwards to the backend on keep-alive connections. HTTP only (nginx-light has no stream module). Its client side keeps the mTLS connections to the server side open across client connections, so in the new-connection-per-request run it makes no new mTLS handshake per request, as the other pairs do.
 - **Load**: fortio: 1,000 rps over 16 keep-alive connections for latency; unlimited rate over 64 keep-alive connections for throughput; unlimited rate with `+"`-keepalive=false`"+` over 16 clients for a new connection (so a new mTLS handshake) per request.
 - **Control plane scale**: `+"`meshbench scale`"+` in-process (`+"`go run ./bench/cmd/meshbench scale -workloads 10000 -services 1000 -policies 5000`"+`).
 - **Micro-benchmarks**: `+"`go test -run '^$' -bench . -benchmem`"+` over %s.

@@ -24,6 +24,7 @@ type durations struct {
 type env struct {
 	work, binDir, root          string
 	fortio, ghostunnel, haproxy string
+	nginx                       string
 	jwt                         *jwtMinter
 	quick                       bool
 	d                           durations
@@ -71,10 +72,11 @@ func runSuite(ctx context.Context, args []string) error {
 	fortio := fs.String("fortio", "", "fortio binary (required)")
 	gt := fs.String("ghostunnel", "", "ghostunnel binary (empty: not measured)")
 	hp := fs.String("haproxy", "", "haproxy binary (empty: not measured)")
+	ngx := fs.String("nginx", "", "nginx binary (empty: not measured)")
 	work := fs.String("work", "", "work directory (default: a new temporary one)")
 	skipMicro := fs.Bool("skip-micro", false, "do not run the Go micro-benchmarks")
 	root := fs.String("root", ".", "the module's root directory (for go test)")
-	only := fs.String("only", "", "comma-separated parts to run, for working on one (direct, palisade, palisade-authz, palisade-jwt, palisade-captured, ghostunnel, haproxy, scale, micro); the report then has gaps")
+	only := fs.String("only", "", "comma-separated parts to run, for working on one (direct, palisade, palisade-authz, palisade-jwt, palisade-captured, ghostunnel, haproxy, nginx, scale, micro); the report then has gaps")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,8 +86,8 @@ func runSuite(ctx context.Context, args []string) error {
 	if *fortio == "" {
 		return errors.New("-fortio is required")
 	}
-	e := &env{binDir: *binDir, root: *root, fortio: *fortio, ghostunnel: *gt, haproxy: *hp, quick: *quick, skipReason: map[string]string{}}
-	for _, p := range []*string{&e.binDir, &e.root, &e.fortio, &e.ghostunnel, &e.haproxy} {
+	e := &env{binDir: *binDir, root: *root, fortio: *fortio, ghostunnel: *gt, haproxy: *hp, nginx: *ngx, quick: *quick, skipReason: map[string]string{}}
+	for _, p := range []*string{&e.binDir, &e.root, &e.fortio, &e.ghostunnel, &e.haproxy, &e.nginx} {
 		if *p != "" {
 			abs, err := filepath.Abs(*p)
 			if err != nil {
@@ -181,6 +183,7 @@ func runSuite(ctx context.Context, args []string) error {
 	}{
 		{"ghostunnel", "ghostunnel pair (v1.8.4)", e.ghostunnel, startGhostunnel},
 		{"haproxy", "HAProxy pair", e.haproxy, startHAProxy},
+		{"nginx", "nginx pair", e.nginx, startNginx},
 	}
 	for _, p := range peers {
 		if !want(p.name) {
@@ -199,8 +202,11 @@ func runSuite(ctx context.Context, args []string) error {
 			log.Printf("%s: %v", p.title, err)
 			continue
 		}
-		if p.name == "haproxy" {
+		switch p.name {
+		case "haproxy":
 			pr.Title += " (" + haproxyVersion(p.bin) + ")"
+		case "nginx":
+			pr.Title += " (" + nginxVersion(p.bin) + ")"
 		}
 		measureIdle(e, pr, pp.HTTP, "", pp.pids())
 		pp.stop()

@@ -166,9 +166,10 @@ spec:
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer app.Close()
 	proxyAdmin := peers.FreeAddr(t)
-	sidecar := exec.Command(b.Proxy, "--workload", "demo/web", "--service-account", "web-sa",
+	sidecar := exec.Command(b.Proxy, append([]string{"--workload", "demo/web", "--service-account", "web-sa",
 		"--control-plane", grpcAddr, "--bundle", rootFile, "--admin", proxyAdmin, "--access-log", "",
-		"--inbound", "port=8080,name=http,protocol=HTTP,listen="+peers.FreeAddr(t)+",app="+strings.TrimPrefix(app.URL, "http://"))
+		"--inbound", "port=8080,name=http,protocol=HTTP,listen=" + peers.FreeAddr(t) + ",app=" + strings.TrimPrefix(app.URL, "http://")},
+		meshtest.AllowRoot()...)...)
 	sidecar.Env = append(os.Environ(), "PALISADE_JOIN_TOKEN="+token)
 	start(t, "sidecar", sidecar)
 	waitHTTP(t, "http://"+proxyAdmin+"/ready")

@@ -24,20 +24,33 @@ import (
 // dex is a running Dex: the OIDC provider the gateway trusts.
 type dex struct {
 	issuer string
+	addr   string
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // startDex runs Dex (testdata/dex.yaml) on a free loopback port until the
 // test ends.
 func startDex(t *testing.T) *dex {
 	t.Helper()
+	return startDexAt(t, peers.FreeAddr(t), nil)
+}
+
+// startDexAt runs Dex on addr, with testdata/dex.yaml edited by edit
+// (if not nil), until the test ends or it is killed.
+func startDexAt(t *testing.T, addr string, edit func([]byte) []byte) *dex {
+	t.Helper()
 	bin := peers.Binary(t, "PALISADE_DEX", "dex", "dex")
-	addr := peers.FreeAddr(t)
 	tmpl, err := os.ReadFile("testdata/dex.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	tmpl = bytes.ReplaceAll(tmpl, []byte("ADDR"), []byte(addr))
+	if edit != nil {
+		tmpl = edit(tmpl)
+	}
 	cfg := filepath.Join(t.TempDir(), "dex.yaml")
-	if err := os.WriteFile(cfg, bytes.ReplaceAll(tmpl, []byte("ADDR"), []byte(addr)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, tmpl, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -57,7 +70,7 @@ func startDex(t *testing.T) *dex {
 			t.Logf("dex output:\n%s", out.String())
 		}
 	})
-	d := &dex{issuer: "http://" + addr + "/dex"}
+	d := &dex{issuer: "http://" + addr + "/dex", addr: addr, cmd: cmd, exited: exited}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(d.issuer + "/.well-known/openid-configuration")
@@ -77,6 +90,15 @@ func startDex(t *testing.T) *dex {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// kill ends Dex with SIGKILL and waits for it.
+func (d *dex) kill(t *testing.T) {
+	t.Helper()
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-d.exited
 }
 
 // token gets an ID token for user (alice, bob, charlie) from client

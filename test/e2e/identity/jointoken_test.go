@@ -73,7 +73,7 @@ func startProxy(t *testing.T, proxyBin, addr, bundle, workload, sa, token string
 	}
 	args := append([]string{"--workload", workload, "--service-account", sa,
 		"--control-plane", addr, "--trust-domain", "cluster.local", "--bundle", bundle,
-		"--admin", s.admin, "--http-proxy", freeAddr(t), "--log-format", "text"}, extra...)
+		"--admin", s.admin, "--http-proxy", freeAddr(t), "--log-format", "text"}, append(meshtest.AllowRoot(), extra...)...)
 	s.cmd = exec.Command(proxyBin, args...)
 	s.cmd.Env = append(os.Environ(), "PALISADE_JOIN_TOKEN="+token)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf

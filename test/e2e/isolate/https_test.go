@@ -89,10 +89,13 @@ spec:
 	m := meshtest.Up(t, b, dir, "--isolate")
 	topo := topology(t, m.State)
 	fe := workload(t, topo, "frontend")
-	status, body := curlArgs(t, fe.NS, 0, "-v", "--cacert", ca, "https://secure:8443/")
-	if status != "200" || !strings.Contains(body, "served over the app's own TLS to secure") {
-		t.Fatalf("frontend -> https://secure:8443/: %s %s", status, body)
-	}
+	// The app has no readiness probe of its own (it serves only TLS), so
+	// the first request waits for it to listen.
+	var status, body string
+	eventually(t, 15*time.Second, "frontend -> https://secure:8443/ answers over the app's own TLS", func() (bool, string) {
+		status, body = curlArgs(t, fe.NS, 0, "-v", "--cacert", ca, "https://secure:8443/")
+		return status == "200" && strings.Contains(body, "served over the app's own TLS to secure"), status + " " + body
+	})
 	if !strings.Contains(body, "CN=secure.workshop.svc.cluster.local") {
 		t.Errorf("the client did not see the app's own certificate:\n%s", body)
 	}

@@ -346,7 +346,7 @@ func startPod(t *testing.T, c *kubeapi.Cluster, b *meshtest.Bins, cp *controlPla
 		"--label", "app="+a.name, "--label", "version=v1",
 		"--control-plane", cp.grpc, "--bundle", bundle, "--token-file", p.tokenFile,
 		"--inbound", fmt.Sprintf("port=%d,name=http,protocol=HTTP,listen=%s,app=%s", a.port, p.inbound, appAddr),
-		"--http-proxy", p.httpProxy, "--admin", p.admin, "--access-log", "")
+		"--http-proxy", p.httpProxy, "--admin", p.admin, "--access-log", "", "--allow-root")
 	return p
 }
 

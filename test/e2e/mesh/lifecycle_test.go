@@ -193,7 +193,7 @@ func TestUpFailsCleanly(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := t.TempDir()
-	cmd := exec.Command(b.Palisade, "up", "--state", state, "--control-plane", "127.0.0.1:0", "--admin", "127.0.0.1:0", dir)
+	cmd := exec.Command(b.Palisade, append(append([]string{"up", "--state", state, "--control-plane", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, meshtest.AllowRoot()...), dir)...)
 	cmd.Dir = b.Root
 	out, err := cmd.CombinedOutput()
 	if err == nil {

@@ -142,13 +142,24 @@ type Mesh struct {
 	waitErr error
 }
 
+// AllowRoot is the flag palisade-proxy (and palisade up, for its
+// proxies) needs to run as root, as tests do here and in CI; nil for
+// any other user.
+func AllowRoot() []string {
+	if os.Geteuid() == 0 {
+		return []string{"--allow-root"}
+	}
+	return nil
+}
+
 // Up starts `palisade up dir` with extra flags, on free ports and a state
 // directory of its own, and waits until every workload's sidecar is
 // connected. The mesh is stopped when the test ends.
 func Up(t testing.TB, b *Bins, dir string, flags ...string) *Mesh {
 	t.Helper()
 	state := t.TempDir()
-	args := append([]string{"up", "--state", state, "--control-plane", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, flags...)
+	args := append([]string{"up", "--state", state, "--control-plane", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, AllowRoot()...)
+	args = append(args, flags...)
 	args = append(args, dir)
 	cmd := exec.Command(b.Palisade, args...)
 	cmd.Dir = b.Root

@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"palisade.dev/palisade/internal/telemetry"
+)
+
+// Limits bound what one downstream client can cost the sidecar or the
+// gateway. A zero field takes the default, Envoy's unless said
+// otherwise.
+type Limits struct {
+	// MaxRequestHeadersKB bounds the request line and headers of a
+	// request: 60 (Envoy's max_request_headers_kb); more is 431.
+	MaxRequestHeadersKB int
+	// MaxRequestHeaders bounds the number of request headers: 100
+	// (Envoy's max_headers_count); more is 431.
+	MaxRequestHeaders int
+	// RequestHeadersTimeout bounds the wait for a whole HTTP/1.1 request
+	// header block once its first byte came (slowloris); past it the
+	// answer is 408 and the connection is closed. 10s: Envoy has none
+	// by default; Palisade is stricter.
+	RequestHeadersTimeout time.Duration
+	// StreamIdleTimeout cuts a forwarded request when neither its body
+	// nor its answer moved for this long, the wait for the app's answer
+	// included: 5m (Envoy's stream_idle_timeout); 408 if no answer began.
+	// Upgraded streams (WebSocket) are not timed.
+	StreamIdleTimeout time.Duration
+	// IdleTimeout closes a downstream connection with no request in
+	// flight for this long: 1h (Envoy's idle_timeout).
+	IdleTimeout time.Duration
+	// MaxConcurrentStreams bounds the HTTP/2 streams a downstream
+	// connection may have open: 1000 (Envoy allows 2147483647; Palisade
+	// is stricter). A stream over it is refused (REFUSED_STREAM).
+	MaxConcurrentStreams uint32
+	// MaxConnections bounds the downstream connections open at once on
+	// the inbound and gateway listeners; a connection over it is reset.
+	// 0 is no limit, as Envoy's listeners have none by default.
+	MaxConnections int
+}
+
+// withDefaults fills in the zero fields.
+func (l Limits) withDefaults() Limits {
+	if l.MaxRequestHeadersKB == 0 {
+		l.MaxRequestHeadersKB = 60
+	}
+	if l.MaxRequestHeaders == 0 {
+		l.MaxRequestHeaders = 100
+	}
+	if l.RequestHeadersTimeout == 0 {
+		l.RequestHeadersTimeout = 10 * time.Second
+	}
+	if l.StreamIdleTimeout == 0 {
+		l.StreamIdleTimeout = 5 * time.Minute
+	}
+	if l.IdleTimeout == 0 {
+		l.IdleTimeout = time.Hour
+	}
+	if l.MaxConcurrentStreams == 0 {
+		l.MaxConcurrentStreams = 1000
+	}
+	return l
+}
+
+// applyLimits sets the limits net/http enforces itself on srv. Its header
+// limit is a backstop a little above the guard's, which answers first on
+// HTTP/1.1 and counts; HTTP/2 header blocks meet it as Envoy's
+// max_request_headers_kb (net/http answers 431).
+func (p *Proxy) applyLimits(srv *http.Server) {
+	l := p.opts.Limits
+	srv.MaxHeaderBytes = l.MaxRequestHeadersKB << 10
+	srv.IdleTimeout = l.IdleTimeout
+	// The guard times HTTP/1.1 header blocks and answers 408; this
+	// backstop covers what it does not see.
+	srv.ReadHeaderTimeout = 2 * l.RequestHeadersTimeout
+	srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: int(l.MaxConcurrentStreams)}
+	// OPTIONS * reaches the handler, which answers 404 as Envoy does.
+	srv.DisableGeneralOptionsHandler = true
+}
+
+// tooManyHeaders answers 431 to a request with more headers than the
+// limit allows, and reports whether it did.
+func (p *Proxy) tooManyHeaders(w http.ResponseWriter, r *http.Request) bool {
+	n := 0
+	for _, vs := range r.Header {
+		n += len(vs)
+	}
+	if n <= p.opts.Limits.MaxRequestHeaders {
+		return false
+	}
+	p.tel.exceeded(telemetry.LimitHeaderCount)
+	p.log.Info("request refused", "reason", "too many request headers", "headers", n, "limit", p.opts.Limits.MaxRequestHeaders)
+	http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
+	return true
+}
+
+// admitConn counts a new downstream connection against MaxConnections;
+// it returns the connection to serve (its Close gives the slot back), or
+// nil when it was reset for being over the limit.
+func (p *Proxy) admitConn(c net.Conn) net.Conn {
+	max := p.opts.Limits.MaxConnections
+	if max <= 0 {
+		return c
+	}
+	if p.conns.Add(1) > int64(max) {
+		p.conns.Add(-1)
+		p.tel.exceeded(telemetry.LimitConnections)
+		p.log.Info("connection refused", "reason", "too many downstream connections", "limit", max, "remote", c.RemoteAddr())
+		reset(c)
+		return nil
+	}
+	return &countedConn{Conn: c, n: &p.conns}
+}
+
+// countedConn gives its slot back once, when closed.
+type countedConn struct {
+	net.Conn
+	n    *atomic.Int64
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.n.Add(-1) })
+	return c.Conn.Close()
+}
+
+// SetLinger lets reset send an RST through the wrapper.
+func (c *countedConn) SetLinger(sec int) error {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		return tc.SetLinger(sec)
+	}
+	return nil
+}
+
+// CloseWrite half-closes, as on the TCP connection underneath.
+func (c *countedConn) CloseWrite() error {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		return tc.CloseWrite()
+	}
+	return c.Close()
+}
