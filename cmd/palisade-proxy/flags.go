@@ -34,6 +34,7 @@ type sidecarFlags struct {
 	admin          string
 	status         string
 	workloadAPI    string
+	tokenFile      string
 	certTTL        time.Duration
 	keyType        svid.KeyType
 	renewFraction  float64
@@ -77,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.Var(&f.outbound, "outbound", "a local port for one upstream: listen=HOST:PORT,target=HOST:PORT (repeatable)")
 	fs.StringVar(&f.httpProxy, "http-proxy", "", "outbound HTTP proxy listener for the app's HTTP_PROXY, host:port")
 	fs.StringVar(&f.admin, "admin", "127.0.0.1:15000", "admin listener: /ready, /metrics, /config_dump, /certs")
+	fs.StringVar(&f.tokenFile, "token-file", "", "Kubernetes service-account token (audience istio-ca) to present to the CA, read again on every request")
 	fs.StringVar(&f.status, "status", "", "status listener host:port (Istio's :15020): the app's probes from $"+proxy.AppProbersEnv+" under /app-health/, and /healthz/ready; empty for none")
 	fs.StringVar(&f.workloadAPI, "workload-api", "", "unix socket path to serve the SPIFFE Workload API on")
 	fs.DurationVar(&f.certTTL, "cert-ttl", 0, "workload certificate lifetime to ask for (default: the CA's, 24h)")

@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string) error {
 
 	reg := prometheus.NewRegistry()
 	agent, err := svid.NewAgent(svid.Config{
-		CAAddress: f.controlPlane, CARoots: roots, JoinToken: token, ID: id, TTL: f.certTTL, KeyType: f.keyType,
+		CAAddress: f.controlPlane, CARoots: roots, JoinToken: token, TokenFile: f.tokenFile, ID: id, TTL: f.certTTL, KeyType: f.keyType,
 		RenewFraction: f.renewFraction, Logger: log, Registerer: reg,
 	})
 	if err != nil {

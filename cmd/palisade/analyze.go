@@ -21,8 +21,9 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	out := fs.String("o", "text", "output format: text or json")
 	strictFlag := fs.Bool("strict", false, "exit 1 when there are warnings")
+	kf := addKubeFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: palisade analyze [-o text|json] [--strict] PATH...")
+		fmt.Fprintln(stderr, "usage: palisade analyze [-o text|json] [--strict] PATH... | --kubeconfig PATH")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -34,14 +35,23 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *out != "text" && *out != "json" {
 		return exitError{code: 2, err: fmt.Errorf("analyze: -o must be text or json, not %q", *out)}
 	}
-	if fs.NArg() == 0 {
+	switch {
+	case kf.enabled() && fs.NArg() > 0:
+		return exitError{code: 2, err: errors.New("analyze: PATH and --kubeconfig/--kubernetes are exclusive")}
+	case !kf.enabled() && fs.NArg() == 0:
 		fs.Usage()
 		return exitError{code: 2, err: errors.New("analyze: no PATH given")}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	snap, loadErr := config.LoadAll(fs.Args()...)
+	var snap *config.Snapshot
+	var loadErr error
+	if kf.enabled() {
+		snap, loadErr = loadCluster(ctx, kf)
+	} else {
+		snap, loadErr = config.LoadAll(fs.Args()...)
+	}
 	if snap == nil {
 		return exitError{code: 2, err: fmt.Errorf("analyze: %w", loadErr)}
 	}

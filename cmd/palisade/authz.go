@@ -53,14 +53,21 @@ func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&headers, "header", "a request header Name=Value (repeatable)")
 	fs.Var(&claims, "claim", "a JWT claim name=value; a value [a,b] is a list (repeatable)")
 	out := fs.String("o", "text", "output: text or json")
+	kf := addKubeFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return exitError{code: 2}
 	}
-	key, err := controlplane.ParseWorkloadKey(*to)
+	key, err := parseTarget(*to)
 	if err != nil {
 		return exitError{code: 2, err: fmt.Errorf("--to: %w", err)}
 	}
-	if *dir == "" {
+	var snap *config.Snapshot
+	var workloads []*controlplane.Workload
+	if kf.enabled() {
+		if snap, workloads, err = loadClusterWorkloads(ctx, kf); err != nil {
+			return err
+		}
+	} else if *dir == "" {
 		b, err := os.ReadFile(filepath.Join(*state, localmesh.StateFile))
 		if err != nil {
 			return exitError{code: 2, err: fmt.Errorf("no -f given and no running mesh in %s", *state)}
@@ -71,11 +78,12 @@ func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		*dir = st.ConfigDir
 	}
-	snap, err := config.Load(*dir)
-	if err != nil {
-		return err
+	if snap == nil {
+		if snap, err = config.Load(*dir); err != nil {
+			return err
+		}
+		workloads = (controlplane.ConfigRegistry{}).Workloads(snap)
 	}
-	workloads := (controlplane.ConfigRegistry{}).Workloads(snap)
 	var w *controlplane.Workload
 	for _, x := range workloads {
 		if x.Key == key {

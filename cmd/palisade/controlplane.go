@@ -18,6 +18,7 @@ import (
 	"palisade.dev/palisade/internal/controlplane"
 	"palisade.dev/palisade/internal/dashboard"
 	"palisade.dev/palisade/internal/identity"
+	"palisade.dev/palisade/internal/inject"
 	"palisade.dev/palisade/internal/localmesh"
 )
 
@@ -41,6 +42,9 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	caKind := fs.String("ca", "", "who signs workload certificates: empty for the mesh's own CA (state dir, --cacerts or --external-ca-cfssl), or cert-manager (CertificateRequests to --issuer-ref)")
 	cmKubeconfig := fs.String("cert-manager-kubeconfig", "", "with --ca cert-manager: kubeconfig of the API server where cert-manager runs (default $KUBECONFIG)")
 	cm := addCertManagerFlags(fs)
+	kf := addKubeFlags(fs)
+	webhooks := inject.RegisterServeFlags(fs)
+	injectCfg := inject.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
 	}
@@ -48,8 +52,11 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return exitError{code: 2, err: fmt.Errorf("--service-vip-range %q: %w", *vipRange, err)}
 	}
-	if *dir == "" {
-		return exitError{code: 2, err: fmt.Errorf("--config is required")}
+	switch {
+	case *dir == "" && !kf.enabled():
+		return exitError{code: 2, err: fmt.Errorf("--config (or --kubeconfig, --kubernetes) is required")}
+	case *dir != "" && kf.enabled():
+		return exitError{code: 2, err: fmt.Errorf("--config and --kubeconfig/--kubernetes are exclusive: one config source")}
 	}
 	if err := dashFlags.check(); err != nil {
 		return exitError{code: 2, err: err}
@@ -63,7 +70,13 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 			flagMaxWorkloadTTL, flagDefaultWorkloadTTL, envMaxWorkloadTTL, envDefaultWorkloadTTL)}
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	snap, err := config.Load(*dir)
+	var snap *config.Snapshot
+	var km *kubeMode
+	if kf.enabled() {
+		km, snap, err = startKube(ctx, kf, log)
+	} else {
+		snap, err = config.Load(*dir)
+	}
 	if err != nil {
 		return err
 	}
@@ -82,6 +95,9 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	case *caKind == "cert-manager":
 		if maxTTL != 0 {
 			return exitError{code: 2, err: fmt.Errorf("--%s (or %s) applies to the mesh's own CA; with --ca cert-manager use --max-client-certificate-duration", flagMaxWorkloadTTL, envMaxWorkloadTTL)}
+		}
+		if *cmKubeconfig == "" {
+			*cmKubeconfig = kf.kubeconfig // the cluster the config comes from, unless told otherwise
 		}
 		if signer, err = cm.signer(ctx, td, *cmKubeconfig, defTTL, log); err != nil {
 			return err
@@ -103,14 +119,32 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	if *privSock == "" {
 		*privSock = filepath.Join(*state, localmesh.PrivilegedSocket)
 	}
-	d, err := controlplane.StartDaemon(ctx, controlplane.DaemonOptions{
+	o := controlplane.DaemonOptions{
 		ConfigDir: *dir, Authority: auth, Signer: signer, GRPCListen: *grpcAddr, AdminListen: *adminAddr, PrivilegedSocket: *privSock, Log: log,
 		ServiceVIPRange: vips,
-	})
+	}
+	if km != nil {
+		km.options(&o, td)
+	}
+	d, err := controlplane.StartDaemon(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer d.Stop()
+	if km != nil {
+		km.publishRoots(ctx, d)
+	}
+	if webhooks.Listen != "" {
+		var iss inject.CertIssuer
+		if auth != nil {
+			iss = auth
+		}
+		hooks, err := inject.Start(webhooks, *injectCfg, iss, d.Source.Current, log)
+		if err != nil {
+			return exitError{code: 2, err: err}
+		}
+		defer hooks.Close()
+	}
 	do := dashFlags.options()
 	do.Log, do.TokenFile = log, filepath.Join(*state, localmesh.DashboardTokenFile)
 	dash, err := dashboard.Attach(ctx, d, do)

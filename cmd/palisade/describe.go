@@ -20,11 +20,12 @@ func runDescribe(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	admin := fs.String("admin", "", "control plane admin address (default: from the state directory)")
 	dir := fs.String("f", "", "describe from a config directory instead of the running mesh")
 	out := fs.String("o", "text", "output: text or json")
+	kf := addKubeFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: palisade describe workload NAMESPACE/NAME [flags]")
+		fmt.Fprintln(stderr, "Usage: palisade describe workload NAMESPACE/NAME [flags]\n       palisade describe pod NAME[.NAMESPACE] --kubeconfig PATH [flags]")
 		fs.PrintDefaults()
 	}
-	if len(args) < 2 || args[0] != "workload" {
+	if len(args) < 2 || (args[0] != "workload" && args[0] != "pod") {
 		fs.Usage()
 		return exitError{code: 2}
 	}
@@ -32,12 +33,19 @@ func runDescribe(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := fs.Parse(args[2:]); err != nil {
 		return exitError{code: 2}
 	}
-	key, err := controlplane.ParseWorkloadKey(target)
-	if err != nil {
+	var key controlplane.WorkloadKey
+	var err error
+	if args[0] == "pod" {
+		key = podKey(target)
+	} else if key, err = controlplane.ParseWorkloadKey(target); err != nil {
 		return exitError{code: 2, err: err}
 	}
 	var d *controlplane.Description
-	if *dir != "" {
+	if kf.enabled() {
+		if d, err = describeInCluster(ctx, kf, key); err != nil {
+			return err
+		}
+	} else if *dir != "" {
 		snap, err := config.Load(*dir)
 		if err != nil {
 			return err

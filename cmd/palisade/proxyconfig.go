@@ -19,7 +19,7 @@ import (
 
 func runProxyConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) < 2 || (args[0] != "secret" && args[0] != "jwt") {
-		fmt.Fprintln(stderr, "Usage: palisade proxy-config secret|jwt NAMESPACE/WORKLOAD [-o text|json|pem]")
+		fmt.Fprintln(stderr, "Usage: palisade proxy-config secret|jwt NAMESPACE/WORKLOAD|POD.NAMESPACE [-o text|json|pem]")
 		return exitError{code: 2}
 	}
 	what, target := args[0], args[1]
@@ -31,7 +31,7 @@ func runProxyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := fs.Parse(args[2:]); err != nil {
 		return exitError{code: 2}
 	}
-	key, err := controlplane.ParseWorkloadKey(target)
+	key, err := parseTarget(target)
 	if err != nil {
 		return exitError{code: 2, err: err}
 	}

@@ -28,7 +28,15 @@ type Server struct {
 	signer Signer
 	auth   Authenticator
 	log    *slog.Logger
+	// exactCSR refuses a CSR that asks for another identity than the
+	// caller proved, as istiod does, instead of issuing the proved one.
+	exactCSR bool
 }
+
+// RefuseOtherIdentity makes the server refuse a CSR whose URI SAN is not
+// the authenticated identity (istiod's behaviour), instead of issuing the
+// authenticated identity. Call before serving.
+func (s *Server) RefuseOtherIdentity() { s.exactCSR = true }
 
 // NewServer returns a CA server. logger may be nil.
 func NewServer(signer Signer, auth Authenticator, logger *slog.Logger) (*Server, error) {
@@ -79,6 +87,10 @@ func (s *Server) CreateCertificate(ctx context.Context, req *securityv1alpha1.Is
 	if err != nil {
 		s.log.Warn("ca: refused certificate request: authentication failed", "reason", err)
 		return nil, status.Error(codes.Unauthenticated, publicAuthReason(err))
+	}
+	if asked := csrURIs(csr); s.exactCSR && len(asked) > 0 && (len(asked) != 1 || asked[0] != id.String()) {
+		s.log.Warn("ca: refused certificate request: the CSR asks for another identity than the caller proved", "asked", asked, "proved", id.String())
+		return nil, status.Error(codes.PermissionDenied, "the CSR asks for another identity than the credential proves")
 	}
 	chain, err := s.signer.Sign(ctx, Request{CSR: csr, ID: id, TTL: ttl})
 	switch {

@@ -35,7 +35,7 @@ type Daemon struct {
 	CA     *ca.Authority
 	Signer ca.Signer
 	Tokens *ca.JoinTokens
-	Store  *config.Store
+	Source config.Provider
 
 	log      *slog.Logger
 	grpcLn   net.Listener
@@ -49,7 +49,11 @@ type Daemon struct {
 
 // DaemonOptions configure a control plane.
 type DaemonOptions struct {
-	ConfigDir string        // watched directory of YAML
+	ConfigDir string // watched directory of YAML, when Source is nil
+	// Source, when set, is the config provider instead of ConfigDir (the
+	// Kubernetes API); the caller runs it, StartDaemon awaits its first
+	// snapshot.
+	Source    config.Provider
 	Authority *ca.Authority // the mesh CA, or nil with Signer
 	// Signer, when Authority is nil, is an external CA (e.g. CFSSL); roots
 	// are then rotated at that CA, not here.
@@ -63,6 +67,12 @@ type DaemonOptions struct {
 	// root rotation; "" serves neither.
 	PrivilegedSocket string
 	Registry         Registry // default ConfigRegistry
+	// Authenticators are tried on CreateCertificate after join tokens
+	// and before client certificates (a service-account token reviewer).
+	Authenticators []ca.Authenticator
+	// ExactCSRIdentity refuses a CSR for another identity than the
+	// caller proved (Kubernetes mode, as istiod).
+	ExactCSRIdentity bool
 	// ServiceVIPRange is where services without an address get a
 	// virtual IP (AssignVIPs); zero means DefaultVIPRange.
 	ServiceVIPRange netip.Prefix
@@ -73,9 +83,19 @@ type DaemonOptions struct {
 // it returns once the control plane is reachable. The first config load
 // must succeed: a control plane never starts on a broken config.
 func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
-	snap, err := config.Load(o.ConfigDir)
-	if err != nil {
-		return nil, err
+	src := o.Source
+	var snap *config.Snapshot
+	if src == nil {
+		var err error
+		if snap, err = config.Load(o.ConfigDir); err != nil {
+			return nil, err
+		}
+		src = config.NewStore(o.ConfigDir, o.Log)
+	} else {
+		var err error
+		if snap, err = firstSnapshot(ctx, src); err != nil {
+			return nil, err
+		}
 	}
 	td, err := spiffeid.TrustDomainFromString(snap.Mesh.GetTrustDomain())
 	if err != nil {
@@ -110,9 +130,15 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 		return nil, err
 	}
 
-	caServer, err := ca.NewServer(d.Signer, ca.Chain{d.Tokens, ca.CertificateAuthenticator{Bundle: d.Signer.Bundle}}, o.Log)
+	chain := ca.Chain{d.Tokens}
+	chain = append(chain, o.Authenticators...)
+	chain = append(chain, ca.CertificateAuthenticator{Bundle: d.Signer.Bundle})
+	caServer, err := ca.NewServer(d.Signer, chain, o.Log)
 	if err != nil {
 		return nil, err
+	}
+	if o.ExactCSRIdentity {
+		caServer.RefuseOtherIdentity()
 	}
 	serving := ca.NewServingCertificate(d.Signer, identity.ControlPlaneID(td), 0, nil)
 	d.grpc = grpc.NewServer(
@@ -143,19 +169,33 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	go d.grpc.Serve(d.grpcLn)   //nolint:errcheck // ends with Stop
 	go d.admin.Serve(d.adminLn) //nolint:errcheck // ends with Close
 
-	d.Store = config.NewStore(o.ConfigDir, o.Log)
-	go func() {
-		if err := d.Store.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			o.Log.Error("config watch stopped", "err", err)
-		}
-	}()
+	d.Source = src
+	if o.Source == nil {
+		go func() {
+			if err := src.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				o.Log.Error("config watch stopped", "err", err)
+			}
+		}()
+	}
 	go d.follow(ctx)
 	return d, nil
 }
 
+// firstSnapshot waits for src's first snapshot.
+func firstSnapshot(ctx context.Context, src config.Provider) (*config.Snapshot, error) {
+	snaps, stop := src.Subscribe()
+	defer stop()
+	select {
+	case s := <-snaps:
+		return s, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("controlplane: config source: %w", ctx.Err())
+	}
+}
+
 // follow pushes every new config snapshot and trust bundle.
 func (d *Daemon) follow(ctx context.Context) {
-	snaps, stop := d.Store.Subscribe()
+	snaps, stop := d.Source.Subscribe()
 	defer stop()
 	var bundles <-chan *identity.Bundle
 	if d.CA != nil {

@@ -203,7 +203,9 @@ func (s *Server) rebuildLocked() error {
 	ws := s.registry.Workloads(s.snap)
 	byKey := make(map[WorkloadKey]*Workload, len(ws))
 	for _, w := range ws {
-		w.Inbound = s.inbound[w.Key]
+		if in, ok := s.inbound[w.Key]; ok {
+			w.Inbound = in // announced by its proxy; else the registry's
+		}
 		byKey[w.Key] = w
 	}
 	services := BuildServices(s.snap, ws)

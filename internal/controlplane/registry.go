@@ -128,6 +128,9 @@ func BuildServices(snap *config.Snapshot, workloads []*Workload) []*Service {
 	var order []key
 	peers, root := peerPolicies(snap), snap.Mesh.GetRootNamespace()
 	for _, w := range workloads {
+		if w.Service == "" {
+			continue // a pod that backs no Service
+		}
 		k := key{w.Key.Namespace, w.Service}
 		s, ok := byName[k]
 		if !ok {

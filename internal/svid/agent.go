@@ -13,6 +13,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,10 @@ type Config struct {
 	// JoinToken proves the workload's identity for its first certificate.
 	// Later renewals authenticate with the current certificate.
 	JoinToken string
+	// TokenFile, if set, holds a Kubernetes service-account token (the
+	// projected istio-token) sent on every request, as Istio's agent
+	// does; it is read again for each one, since the kubelet rotates it.
+	TokenFile string
 	// ID, if set, is asked for in the CSR and required in the answer.
 	ID spiffeid.ID
 	// TTL is the validity asked for; 0 leaves it to the CA (24h by default).
@@ -352,7 +357,15 @@ func (a *Agent) renew(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	defer cancel()
-	if h := a.cur.Load(); (h == nil || !a.cfg.Clock.Now().Before(h.tls.Leaf.NotAfter)) && a.cfg.JoinToken != "" {
+	if a.cfg.TokenFile != "" {
+		tok, err := os.ReadFile(a.cfg.TokenFile)
+		if err != nil {
+			return fmt.Errorf("svid: renew: token: %w", err)
+		}
+		if t := strings.TrimSpace(string(tok)); t != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+t)
+		}
+	} else if h := a.cur.Load(); (h == nil || !a.cfg.Clock.Now().Before(h.tls.Leaf.NotAfter)) && a.cfg.JoinToken != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+a.cfg.JoinToken)
 	}
 	// A fresh connection per request: the TLS handshake must carry the
