@@ -354,7 +354,7 @@ spec:
 	}
 	time.Sleep(time.Second) // traffic with no control plane at all
 	settled := load.Snapshot()
-	cp = startCP()
+	startCP() // stopped by the test's cleanup
 	restarted = time.Now()
 	meshtest.Eventually(t, 30*time.Second, "every proxy reconnected to the control plane on its restored state", allConnected)
 	meshtest.Eventually(t, 15*time.Second, "requests pass again", func() error {
