@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -34,11 +32,7 @@ type Store struct {
 	dir string
 	log *slog.Logger
 
-	cur atomic.Pointer[Snapshot]
-
-	mu     sync.Mutex
-	subs   map[int]chan *Snapshot
-	nextID int
+	snaps *Snapshots
 
 	// Owned by the goroutine running Run.
 	good     map[string]fileState // last good content per file
@@ -56,55 +50,18 @@ type fileState struct {
 // NewStore returns a store for dir. Current returns an empty snapshot
 // (version 0, default mesh) until Run has read the directory.
 func NewStore(dir string, log *slog.Logger) *Store {
-	s := &Store{dir: dir, log: log, subs: map[int]chan *Snapshot{}, good: map[string]fileState{}, bad: map[string][32]byte{}}
-	s.cur.Store(&Snapshot{Mesh: DefaultMesh()})
+	s := &Store{dir: dir, log: log, snaps: NewSnapshots(), good: map[string]fileState{}, bad: map[string][32]byte{}}
 	return s
 }
 
 // Current returns the latest snapshot. Never nil; never modify it.
-func (s *Store) Current() *Snapshot { return s.cur.Load() }
+func (s *Store) Current() *Snapshot { return s.snaps.Current() }
 
-// Subscribe returns a channel that receives each new snapshot, latest
-// wins: the channel holds at most one, and a slow reader skips straight
-// to the newest. It starts with the current snapshot when one has been
-// loaded. Call the returned function to stop; it closes the channel.
-func (s *Store) Subscribe() (<-chan *Snapshot, func()) {
-	ch := make(chan *Snapshot, 1)
-	s.mu.Lock()
-	id := s.nextID
-	s.nextID++
-	s.subs[id] = ch
-	if cur := s.cur.Load(); cur.Version > 0 {
-		ch <- cur
-	}
-	s.mu.Unlock()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			s.mu.Lock()
-			delete(s.subs, id)
-			close(ch)
-			s.mu.Unlock()
-		})
-	}
-}
+// Subscribe returns a channel of each new snapshot, latest wins (see
+// Snapshots.Subscribe). Call the returned function to stop.
+func (s *Store) Subscribe() (<-chan *Snapshot, func()) { return s.snaps.Subscribe() }
 
-func (s *Store) publish(snap *Snapshot) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cur.Store(snap)
-	for _, ch := range s.subs {
-		select {
-		case ch <- snap:
-		default:
-			select {
-			case <-ch:
-			default:
-			}
-			ch <- snap
-		}
-	}
-}
+func (s *Store) publish(snap *Snapshot) { s.snaps.Publish(snap) }
 
 // Run reads the directory, publishes the first snapshot, then watches for
 // changes until ctx is done. It returns nil when ctx ends, or an error if
@@ -179,7 +136,7 @@ func (s *Store) reload() {
 		s.log.Error("config: list files", "dir", s.dir, "err", err)
 		return
 	}
-	changed := s.cur.Load().Version == 0
+	changed := s.Current().Version == 0
 	present := map[string]bool{}
 	var candidates []string
 	for _, f := range files {
@@ -250,7 +207,7 @@ func (s *Store) reload() {
 	if mesh == nil {
 		mesh = DefaultMesh()
 	}
-	snap := &Snapshot{Version: s.cur.Load().Version + 1, Mesh: mesh, MeshFile: s.meshFile, Resources: rs}
+	snap := &Snapshot{Version: s.Current().Version + 1, Mesh: mesh, MeshFile: s.meshFile, Resources: rs}
 	s.publish(snap)
 	s.log.Info("config: snapshot", "version", snap.Version, "resources", len(rs))
 }

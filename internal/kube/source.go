@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,11 +39,8 @@ type Source struct {
 	meshInf cache.SharedIndexInformer
 	dynInfs []kindInformer
 
-	cur    atomic.Pointer[config.Snapshot]
-	kick   chan struct{}
-	mu     sync.Mutex
-	subs   map[int]chan *config.Snapshot
-	nextID int
+	snaps *config.Snapshots
+	kick  chan struct{}
 
 	// Owned by the goroutine running Run.
 	good     map[string]objState
@@ -69,9 +64,8 @@ type objState struct {
 func NewSource(client kubernetes.Interface, dyn dynamic.Interface, log *slog.Logger) *Source {
 	s := &Source{
 		log: log, events: NewEvents(client, log),
-		kick: make(chan struct{}, 1), subs: map[int]chan *config.Snapshot{}, good: map[string]objState{},
+		kick: make(chan struct{}, 1), snaps: config.NewSnapshots(), good: map[string]objState{},
 	}
-	s.cur.Store(&config.Snapshot{Mesh: config.DefaultMesh()})
 	s.factory = informers.NewSharedInformerFactory(client, 0)
 	s.registry = newRegistry(s.factory)
 	s.meshInf = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(MeshNamespace)).Core().V1().ConfigMaps().Informer()
@@ -98,52 +92,16 @@ func NewSource(client kubernetes.Interface, dyn dynamic.Interface, log *slog.Log
 func (s *Source) Registry() *Registry { return s.registry }
 
 // Current implements config.Provider.
-func (s *Source) Current() *config.Snapshot { return s.cur.Load() }
+func (s *Source) Current() *config.Snapshot { return s.snaps.Current() }
 
 // Subscribe implements config.Provider: latest wins, starting with the
 // current snapshot once there is one.
-func (s *Source) Subscribe() (<-chan *config.Snapshot, func()) {
-	ch := make(chan *config.Snapshot, 1)
-	s.mu.Lock()
-	id := s.nextID
-	s.nextID++
-	s.subs[id] = ch
-	if cur := s.cur.Load(); cur.Version > 0 {
-		ch <- cur
-	}
-	s.mu.Unlock()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			s.mu.Lock()
-			delete(s.subs, id)
-			close(ch)
-			s.mu.Unlock()
-		})
-	}
-}
+func (s *Source) Subscribe() (<-chan *config.Snapshot, func()) { return s.snaps.Subscribe() }
 
 func (s *Source) poke() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
-	}
-}
-
-func (s *Source) publish(snap *config.Snapshot) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cur.Store(snap)
-	for _, ch := range s.subs {
-		select {
-		case ch <- snap:
-		default:
-			select {
-			case <-ch:
-			default:
-			}
-			ch <- snap
-		}
 	}
 }
 
@@ -226,8 +184,8 @@ func (s *Source) rebuild(ctx context.Context) {
 	if mesh == nil {
 		mesh = config.DefaultMesh()
 	}
-	snap := &config.Snapshot{Version: s.cur.Load().Version + 1, Mesh: mesh, MeshFile: s.meshFile, Resources: rs}
-	s.publish(snap)
+	snap := &config.Snapshot{Version: s.Current().Version + 1, Mesh: mesh, MeshFile: s.meshFile, Resources: rs}
+	s.snaps.Publish(snap)
 	s.log.Debug("kube: snapshot", "version", snap.Version, "resources", len(rs))
 }
 
