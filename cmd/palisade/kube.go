@@ -101,10 +101,13 @@ func (m *kubeMode) options(o *controlplane.DaemonOptions, td spiffeid.TrustDomai
 func (m *kubeMode) publishRoots(ctx context.Context, d *controlplane.Daemon) {
 	m.roots.SetBundle(d.Signer.Bundle().MarshalPEM())
 	go m.roots.Run(ctx)
-	if d.CA == nil {
+	// The mesh CA (root rotation) and cert-manager (the issuer's CA) both
+	// announce new roots.
+	sub, ok := d.Signer.(controlplane.BundleSubscriber)
+	if !ok {
 		return
 	}
-	bundles, cancel := d.CA.Subscribe()
+	bundles, cancel := sub.Subscribe()
 	go func() {
 		defer cancel()
 		for {
