@@ -92,6 +92,13 @@ func printDescription(w io.Writer, d *controlplane.Description) {
 	for _, dr := range d.DestinationRules {
 		fmt.Fprintf(w, "  %s\n", dr)
 	}
+	fmt.Fprintln(w, "\nVirtual services routing to this service:")
+	if len(d.VirtualServices) == 0 {
+		fmt.Fprintln(w, "  none")
+	}
+	for _, vs := range d.VirtualServices {
+		fmt.Fprintf(w, "  %s\n", vs)
+	}
 	section := func(title string, ps []controlplane.PolicySummary) {
 		fmt.Fprintf(w, "\n%s:\n", title)
 		if len(ps) == 0 {

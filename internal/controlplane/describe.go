@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
@@ -22,9 +23,12 @@ type Description struct {
 	Service          string            `json:"service"`
 	Ports            []PortMTLS        `json:"ports"`
 	DestinationRules []string          `json:"destinationRules,omitempty"`
-	Authorization    []PolicySummary   `json:"authorizationPolicies,omitempty"`
-	RequestAuthn     []PolicySummary   `json:"requestAuthentications,omitempty"`
-	PeerAuthn        []PolicySummary   `json:"peerAuthentications,omitempty"`
+	// VirtualServices route to the workload's service (a route
+	// destination's host is it), as istioctl x describe pod lists them.
+	VirtualServices []string        `json:"virtualServices,omitempty"`
+	Authorization   []PolicySummary `json:"authorizationPolicies,omitempty"`
+	RequestAuthn    []PolicySummary `json:"requestAuthentications,omitempty"`
+	PeerAuthn       []PolicySummary `json:"peerAuthentications,omitempty"`
 }
 
 // PortMTLS is one port's effective peer authentication.
@@ -82,6 +86,10 @@ func Describe(snap *config.Snapshot, workloads []*Workload, key WorkloadKey) (*D
 			if drHost(spec.GetHost(), r.Meta.Namespace, d.Service) {
 				d.DestinationRules = append(d.DestinationRules, fmt.Sprintf("%s (host %s, tls %s)", name, spec.GetHost(), tlsMode(spec)))
 			}
+		case *networkingv1alpha3.VirtualService:
+			if routesTo(spec, r.Meta.Namespace, d.Service) {
+				d.VirtualServices = append(d.VirtualServices, fmt.Sprintf("%s (hosts %s%s)", name, strings.Join(spec.GetHosts(), ","), gatewaysNote(spec)))
+			}
 		case *securityv1beta1.AuthorizationPolicy:
 			if config.Applies(r.Meta.Namespace, spec, ref, root) {
 				d.Authorization = append(d.Authorization, PolicySummary{Name: name, Action: spec.GetAction().String(), Rules: len(spec.GetRules()), Scope: scope(r.Meta.Namespace, spec, root), File: r.Source.String()})
@@ -112,6 +120,40 @@ func scope(ns string, spec config.Scoped, root string) string {
 		return "mesh"
 	}
 	return "namespace"
+}
+
+// routesTo says whether a route of vs (in namespace ns) sends traffic to
+// the service fqdn: HTTP, TCP or TLS routes alike.
+func routesTo(vs *networkingv1alpha3.VirtualService, ns, fqdn string) bool {
+	var hosts []string
+	for _, r := range vs.GetHttp() {
+		for _, d := range r.GetRoute() {
+			hosts = append(hosts, d.GetDestination().GetHost())
+		}
+	}
+	for _, r := range vs.GetTcp() {
+		for _, d := range r.GetRoute() {
+			hosts = append(hosts, d.GetDestination().GetHost())
+		}
+	}
+	for _, r := range vs.GetTls() {
+		for _, d := range r.GetRoute() {
+			hosts = append(hosts, d.GetDestination().GetHost())
+		}
+	}
+	for _, h := range hosts {
+		if h != "" && h[0] != '*' && drHost(h, ns, fqdn) {
+			return true
+		}
+	}
+	return false
+}
+
+func gatewaysNote(vs *networkingv1alpha3.VirtualService) string {
+	if len(vs.GetGateways()) == 0 {
+		return ""
+	}
+	return "; gateways " + strings.Join(vs.GetGateways(), ",")
 }
 
 func tlsMode(dr *networkingv1alpha3.DestinationRule) string {

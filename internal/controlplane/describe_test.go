@@ -276,3 +276,44 @@ spec:
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// A VirtualService is listed for the workloads its routes send traffic to
+// (as istioctl x describe pod lists them), whatever hosts it answers for.
+func TestDescribeVirtualServices(t *testing.T) {
+	snap := loadSnapshot(t, map[string]string{"p.yaml": describePolicies + `
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: edge, namespace: shop}
+spec:
+  hosts: ["*"]
+  gateways: [shop-gateway]
+  http:
+  - route:
+    - destination: {host: web, port: {number: 8080}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db-split, namespace: shop}
+spec:
+  hosts: [db.shop.svc.cluster.local]
+  tcp:
+  - route:
+    - destination: {host: db.shop.svc.cluster.local}
+`})
+	ws := ConfigRegistry{}.Workloads(snap)
+	web, err := Describe(snap, ws, WorkloadKey{"shop", "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"shop/edge (hosts *; gateways shop-gateway)"}; !reflect.DeepEqual(web.VirtualServices, want) {
+		t.Errorf("web's virtual services = %q, want %q", web.VirtualServices, want)
+	}
+	db, err := Describe(snap, ws, WorkloadKey{"shop", "db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"shop/db-split (hosts db.shop.svc.cluster.local)"}; !reflect.DeepEqual(db.VirtualServices, want) {
+		t.Errorf("db's virtual services = %q, want %q", db.VirtualServices, want)
+	}
+}
