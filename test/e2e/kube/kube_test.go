@@ -80,6 +80,11 @@ func TestWorkshopOnKubernetes(t *testing.T) {
 				t.Errorf("describe pod lacks %q:\n%s", want, out)
 			}
 		}
+		// The workshop's gateway VirtualService routes to frontend.
+		out, err = runPalisade(b, "describe", "pod", "frontend-0.workshop", "--kubeconfig", c.Kubeconfig)
+		if err != nil || !strings.Contains(out, "workshop/productapp (hosts *; gateways productapp-gateway)") {
+			t.Errorf("describe pod frontend-0.workshop lacks the productapp VirtualService: %v:\n%s", err, out)
+		}
 		out, err = runPalisade(b, "authz", "check", "--kubeconfig", c.Kubeconfig, "--to", "catalogdetail-0.workshop", "--from", "workshop/sa/productcatalog-sa", "--path", "/catalogDetail")
 		if err != nil || !strings.Contains(out, "ALLOW") {
 			t.Errorf("authz check --to POD.NAMESPACE: %v:\n%s", err, out)
