@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output (never testdata/istio)")
+var update = flag.Bool("update", false, "rewrite testdata/default.golden and testdata/cases/*.golden from the current output")
 
 // istioTestConfig is constructTestConfig of Istio's
 // tools/istio-iptables/pkg/capture/run_test.go: istio-iptables' own flag
@@ -50,12 +50,7 @@ func ports(t *testing.T, s string) []uint16 { return mustPorts(t, s).Ports }
 // iptables-save/ip6tables-save probes, then the IPv4 restore input, then,
 // with IPv6 on, the IPv6 one. Tables are written in name order, so the IPv6
 // part starts where the order goes back.
-func istioIPv4(t *testing.T, name string) string {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "istio", name+".golden"))
-	if err != nil {
-		t.Fatal(err)
-	}
+func istioIPv4(raw []byte) string {
 	var out []string
 	last := ""
 	for _, l := range strings.Split(string(raw), "\n") {
@@ -76,13 +71,36 @@ func istioIPv4(t *testing.T, name string) string {
 	return strings.Join(out, "\n") + "\n"
 }
 
-// TestBuildMatchesIstio compares Build with Istio's own golden files,
-// copied unchanged into testdata/istio from github.com/istio/istio at
-// commit 86c9f01fd735fb01d8192f5bcaf0d424afb7f14c:
-// tools/istio-iptables/pkg/capture/testdata/NAME.golden (the cases of
-// run_test.go's getCommonTestCases, same names and settings) and
-// cni/pkg/plugin/testdata/NAME.txt.golden as cni-NAME.golden (the rules the
-// Istio CNI plugin writes for a default injected pod; plugin_dryrun_test.go).
+// istioGolden is the IPv4 part of Istio's own golden file for a case, read
+// from a checkout of github.com/istio/istio named by $PALISADE_ISTIO_SRC:
+// tools/istio-iptables/pkg/capture/testdata/NAME.golden, or for cni-NAME
+// cni/pkg/plugin/testdata/NAME.txt.golden. Without it, "" and false.
+func istioGolden(t *testing.T, name string) (string, bool) {
+	t.Helper()
+	src := os.Getenv("PALISADE_ISTIO_SRC")
+	if src == "" {
+		return "", false
+	}
+	path := filepath.Join(src, "tools", "istio-iptables", "pkg", "capture", "testdata", name+".golden")
+	if n, ok := strings.CutPrefix(name, "cni-"); ok {
+		path = filepath.Join(src, "cni", "pkg", "plugin", "testdata", n+".txt.golden")
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return istioIPv4(raw), true
+}
+
+// TestBuildMatchesIstio runs the cases of Istio's own rule-set tests
+// (github.com/istio/istio tools/istio-iptables/pkg/capture/run_test.go's
+// getCommonTestCases, same names and settings, and the CNI plugin's
+// cni/pkg/plugin/plugin_dryrun_test.go as cni-NAME) and compares Build's
+// rules with testdata/cases/NAME.golden, Build's own output, which was
+// checked line for line against the IPv4 part of Istio's golden files at
+// istio/istio commit 86c9f01fd735fb01d8192f5bcaf0d424afb7f14c. With
+// $PALISADE_ISTIO_SRC naming an Istio checkout, each case is compared with
+// Istio's golden file there as well. -update rewrites testdata/cases.
 func TestBuildMatchesIstio(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -171,9 +189,22 @@ func TestBuildMatchesIstio(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := istioIPv4(t, tt.name)
-			if got := set.Restore(); got != want {
-				t.Errorf("rules differ from Istio's %s.golden\ngot:\n%s\nwant:\n%s", tt.name, got, want)
+			got := set.Restore()
+			path := filepath.Join("testdata", "cases", tt.name+".golden")
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("rules differ from %s\ngot:\n%s\nwant:\n%s", path, got, want)
+			}
+			if istio, ok := istioGolden(t, tt.name); ok && got != istio {
+				t.Errorf("rules differ from Istio's golden file for %s\ngot:\n%s\nwant:\n%s", tt.name, got, istio)
 			}
 		})
 	}

@@ -9,8 +9,10 @@
 // ISTIO_OUTPUT, ISTIO_REDIRECT, ISTIO_OUTPUT_DNS, and for TPROXY the
 // mangle chains ISTIO_DIVERT and ISTIO_TPROXY), in the same order, so a
 // user who knows Istio's rules reads ours unchanged. [Build] is a pure
-// function from a [Config] to a [RuleSet]; its tests compare the output
-// with Istio's own golden files (testdata/istio, sources named there).
+// function from a [Config] to a [RuleSet]; its tests run the cases of
+// Istio's own rule-set tests and compare the output with testdata/cases,
+// checked line for line against Istio's golden files for those cases
+// (and against an Istio checkout itself with $PALISADE_ISTIO_SRC).
 //
 // [Apply] and [Cleanup] install and remove a rule set in the current
 // network namespace with iptables-restore, on either backend Debian ships
