@@ -307,34 +307,9 @@ func (m *Mesh) startIsolatedWorkload(ctx context.Context, w *controlplane.Worklo
 		return err
 	}
 
-	bin, err := m.resolveCommand(spec.Command, r.Source.File)
-	if err != nil {
-		return fmt.Errorf("%s: %s %s: spec.command: %w", r.Source, r.Kind, w.Key, err)
-	}
-	appCmd := exec.Command(bin, spec.Args...)
-	appCmd.Dir = spec.Dir
-	if appCmd.Dir == "" {
-		appCmd.Dir = filepath.Dir(r.Source.File)
-	}
-	appCmd.Env = append(withoutProxyEnv(os.Environ()), env...)
-	appCmd.Env = append(appCmd.Env, "SPIFFE_ENDPOINT_SOCKET=unix://"+socket)
-	for k, v := range spec.Env {
-		appCmd.Env = append(appCmd.Env, k+"="+v)
-	}
-	applog, err := openLog(filepath.Join(o.StateDir, "logs", w.Key.Namespace+"."+w.Key.Name+".log"))
-	if err != nil {
+	if err := m.startApp(ctx, w, r, spec, append(withoutProxyEnv(os.Environ()), env...), socket, firstApp, nw.NS.Start,
+		func(u string) error { return nsHTTPOK(nw.NS, u) }); err != nil {
 		return err
-	}
-	appProc, err := startProcessWith(w.Key.String(), appCmd, applog, o.Log, nw.NS.Start)
-	if err != nil {
-		return err
-	}
-	m.procs = append(m.procs, appProc)
-	if spec.Readiness != nil && spec.Readiness.HTTPGet != nil && firstApp != "" {
-		u := "http://" + firstApp + spec.Readiness.HTTPGet.Path
-		if err := appProc.waitFor(ctx, "ready", 30*time.Second, func() error { return nsHTTPOK(nw.NS, u) }); err != nil {
-			return err
-		}
 	}
 	id, _ := spiffeid.FromSegments(td, "ns", w.Key.Namespace, "sa", w.ServiceAccount)
 	first := ""

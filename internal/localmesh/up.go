@@ -373,6 +373,20 @@ func (m *Mesh) startWorkload(ctx context.Context, w *controlplane.Workload, r *c
 		return err
 	}
 
+	socket := filepath.Join(o.StateDir, "sockets", w.Key.Namespace+"."+w.Key.Name+".sock")
+	if err := m.startApp(ctx, w, r, spec, append(os.Environ(), env...), socket, firstApp, (*exec.Cmd).Start, httpOK); err != nil {
+		return err
+	}
+	id, _ := spiffeid.FromSegments(td, "ns", w.Key.Namespace, "sa", w.ServiceAccount)
+	m.rows = append(m.rows, row{name: w.Key.Name, ns: w.Key.Namespace, inbound: first, app: firstApp, id: id.String()})
+	return nil
+}
+
+// startApp starts a workload's app with env (the caller's base and the
+// ports' variables), the Workload API socket and spec.env, through start,
+// and waits for spec.readiness on firstApp with probe.
+func (m *Mesh) startApp(ctx context.Context, w *controlplane.Workload, r *config.Resource, spec *config.WorkloadSpec,
+	env []string, socket, firstApp string, start func(*exec.Cmd) error, probe func(url string) error) error {
 	bin, err := m.resolveCommand(spec.Command, r.Source.File)
 	if err != nil {
 		return fmt.Errorf("%s: %s %s: spec.command: %w", r.Source, r.Kind, w.Key, err)
@@ -382,28 +396,25 @@ func (m *Mesh) startWorkload(ctx context.Context, w *controlplane.Workload, r *c
 	if appCmd.Dir == "" {
 		appCmd.Dir = filepath.Dir(r.Source.File)
 	}
-	appCmd.Env = append(os.Environ(), env...)
-	appCmd.Env = append(appCmd.Env, "SPIFFE_ENDPOINT_SOCKET=unix://"+filepath.Join(o.StateDir, "sockets", w.Key.Namespace+"."+w.Key.Name+".sock"))
+	appCmd.Env = append(env, "SPIFFE_ENDPOINT_SOCKET=unix://"+socket)
 	for k, v := range spec.Env {
 		appCmd.Env = append(appCmd.Env, k+"="+v)
 	}
-	applog, err := openLog(filepath.Join(o.StateDir, "logs", w.Key.Namespace+"."+w.Key.Name+".log"))
+	applog, err := openLog(filepath.Join(m.opts.StateDir, "logs", w.Key.Namespace+"."+w.Key.Name+".log"))
 	if err != nil {
 		return err
 	}
-	appProc, err := startProcess(w.Key.String(), appCmd, applog, o.Log)
+	appProc, err := startProcessWith(w.Key.String(), appCmd, applog, m.opts.Log, start)
 	if err != nil {
 		return err
 	}
 	m.procs = append(m.procs, appProc)
 	if spec.Readiness != nil && spec.Readiness.HTTPGet != nil && firstApp != "" {
 		u := "http://" + firstApp + spec.Readiness.HTTPGet.Path
-		if err := appProc.waitFor(ctx, "ready", 30*time.Second, func() error { return httpOK(u) }); err != nil {
+		if err := appProc.waitFor(ctx, "ready", 30*time.Second, func() error { return probe(u) }); err != nil {
 			return err
 		}
 	}
-	id, _ := spiffeid.FromSegments(td, "ns", w.Key.Namespace, "sa", w.ServiceAccount)
-	m.rows = append(m.rows, row{name: w.Key.Name, ns: w.Key.Namespace, inbound: first, app: firstApp, id: id.String()})
 	return nil
 }
 

@@ -130,13 +130,19 @@ func StartAdmin(addr string, s AdminSources, log *slog.Logger) (*Admin, error) {
 			writeJSON(w, s.Records.Since(from, 5000))
 		})
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return &Admin{ln: ln, srv: serveHTTP(ln, mux, 10*time.Second, "admin", log)}, nil
+}
+
+// serveHTTP serves h on ln in the background until the server is closed;
+// what names the listener in the log if it stops on its own.
+func serveHTTP(ln net.Listener, h http.Handler, headerTimeout time.Duration, what string, log *slog.Logger) *http.Server {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: headerTimeout}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("admin listener stopped", "err", err)
+			log.Error(what+" listener stopped", "err", err)
 		}
 	}()
-	return &Admin{ln: ln, srv: srv}, nil
+	return srv
 }
 
 // Addr is the bound address.

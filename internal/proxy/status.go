@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -43,13 +42,7 @@ func StartStatus(addr string, probes *ProbeForwarder, s AdminSources, log *slog.
 		}
 		w.Write([]byte("ready\n")) //nolint:errcheck
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("status listener stopped", "err", err)
-		}
-	}()
-	return &Status{ln: ln, srv: srv}, nil
+	return &Status{ln: ln, srv: serveHTTP(ln, mux, 5*time.Second, "status", log)}, nil
 }
 
 // Addr is the bound address.
