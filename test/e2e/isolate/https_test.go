@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -99,13 +100,15 @@ spec:
 	if !strings.Contains(body, "CN=secure.workshop.svc.cluster.local") {
 		t.Errorf("the client did not see the app's own certificate:\n%s", body)
 	}
-	found := false
-	for _, l := range accessLog(t, m.State, "secure") {
-		if l.Direction == "inbound" && l.MTLS && l.SourcePrincipal == frontendSA {
-			found = true
+	// A TCP connection's record is written when it closes, just after
+	// curl has its answer.
+	eventually(t, 5*time.Second, "secure's sidecar logs an inbound mTLS connection from frontend", func() (bool, string) {
+		entries := accessLog(t, m.State, "secure")
+		for _, l := range entries {
+			if l.Direction == "inbound" && l.MTLS && l.SourcePrincipal == frontendSA {
+				return true, ""
+			}
 		}
-	}
-	if !found {
-		t.Errorf("secure's sidecar logged no inbound mTLS connection from frontend: %+v", accessLog(t, m.State, "secure"))
-	}
+		return false, fmt.Sprintf("%+v", entries)
+	})
 }
