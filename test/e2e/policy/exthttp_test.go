@@ -212,7 +212,8 @@ func authzChecks(out string) []string {
 func TestHTTPExtAuthzFailureModes(t *testing.T) {
 	b := meshtest.Build(t)
 	b.BuildMain(t, "./test/e2e/policy/echoapp")
-	stableAddr, flakyAddr := freeAddr(t), freeAddr(t)
+	// Both are started late or restarted on their address.
+	stableAddr, flakyAddr := heldAddr(t), heldAddr(t)
 	dir := t.TempDir()
 	writeFile(t, dir, "mesh.yaml", httpAuthzMesh(portOf(t, stableAddr), portOf(t, flakyAddr)))
 	writeFile(t, dir, "resources.yaml", httpAuthzResources(portOf(t, stableAddr), portOf(t, flakyAddr)))
