@@ -15,8 +15,10 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/palisade ./cmd/palisade-proxy ./examples/workshop/cmd/workshop-app ./examples/authorizer
 
+# As root (a CI machine, a container) the sample's proxies run as root too,
+# which palisade-proxy refuses unless told so.
 up: build
-	$(BIN)/palisade up examples/workshop
+	$(BIN)/palisade up $(if $(filter 0,$(shell id -u)),--allow-root) examples/workshop
 
 # System packages the tests drive as real peers (openssl, curl).
 deps:
