@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -95,7 +96,7 @@ func (p *process) waitFor(ctx context.Context, what string, timeout time.Duratio
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("localmesh: %s exited before %s: %v", p.name, what, p.err)
+			return fmt.Errorf("localmesh: %s exited before %s: %v%s", p.name, what, p.err, p.logTail())
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return fmt.Errorf("localmesh: %s not %s after %s: %w", p.name, what, timeout, last)
@@ -105,6 +106,24 @@ func (p *process) waitFor(ctx context.Context, what string, timeout time.Duratio
 		}
 	}
 }
+
+// logTail is the last lines the process wrote to its log file, indented
+// under a line naming the file, or "" when its output is not a file.
+func (p *process) logTail() string {
+	f, ok := p.cmd.Stdout.(*os.File)
+	if !ok {
+		return ""
+	}
+	b, err := os.ReadFile(f.Name())
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	lines = lines[max(0, len(lines)-tailLines):]
+	return "\n  last lines of " + f.Name() + ":\n    " + strings.Join(lines, "\n    ")
+}
+
+const tailLines = 5
 
 func openLog(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)

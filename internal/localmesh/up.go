@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -487,13 +489,42 @@ func (m *Mesh) Exited() []string {
 	return out
 }
 
+// freeAddr is a free 127.0.0.1 address for a child process to listen
+// on. It is picked below the kernel's ephemeral range where there is
+// room, so that no connection or port-0 listener made meanwhile (by the
+// mesh or anything else on the machine) is handed it before the child
+// binds it; otherwise the kernel picks.
 func freeAddr() (string, error) {
+	if lo := ephemeralLow(); lo > 20000 {
+		for range 100 {
+			port := 10000 + rand.IntN(lo-10000)
+			if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+				ln.Close()
+				return ln.Addr().String(), nil
+			}
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("localmesh: allocate port: %w", err)
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or 0
+// where it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[0])
+	return n
 }
 
 func envName(s string) string {

@@ -27,7 +27,7 @@ func TestDashboardWorkshop(t *testing.T) {
 	br := newBrowser(t)
 	b := meshtest.Build(t)
 	dir := meshtest.CopyDir(t, filepath.Join(b.Root, "examples", "workshop"))
-	offset := freeOffset(t)
+	offset := meshtest.GatewayOffset(t, 80)
 	exposed := peers.FreeAddr(t) // loopback: plain HTTP is allowed there
 	m := meshtest.Up(t, b, dir, "--gateway-port-offset", fmt.Sprint(offset), "--dashboard-addr", exposed)
 	gateway := fmt.Sprintf("http://127.0.0.1:%d/", 80+offset)

@@ -40,7 +40,7 @@ func TestDexKilledKeysOutliveIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, dir, "ingress-authorizationpolicy.yaml", ap)
-	offset := freeOffset(t)
+	offset := meshtest.GatewayOffset(t)
 	meshtest.Up(t, b, dir, "--gateway-port-offset", fmt.Sprint(offset))
 	u := fmt.Sprintf("http://127.0.0.1:%d/", 80+offset)
 	c := &http.Client{Timeout: 10 * time.Second}

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -110,7 +109,7 @@ func TestIngressJWTAndTLS(t *testing.T) {
 	caFile := filepath.Join(t.TempDir(), "ca.crt")
 	write(t, filepath.Dir(caFile), "ca.crt", caPEM)
 
-	offset := freeOffset(t)
+	offset := meshtest.GatewayOffset(t)
 	m := meshtest.Up(t, b, dir, "--gateway-port-offset", fmt.Sprint(offset))
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", 80+offset)
 	httpsPort := 443 + offset
@@ -306,30 +305,6 @@ func accessLog(t *testing.T, path string) []map[string]any {
 		}
 	}
 	return out
-}
-
-// freeOffset picks a --gateway-port-offset whose ports for 80 and 443
-// are both free.
-func freeOffset(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		off := p - 80
-		if off <= 0 || 443+off > 65535 {
-			continue
-		}
-		if ln2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 443+off)); err == nil {
-			ln2.Close()
-			return off
-		}
-	}
-	t.Fatal("no free pair of ports for the gateway")
-	return 0
 }
 
 // privateCA makes a CA and a server certificate for host, writes the

@@ -14,7 +14,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -43,16 +42,7 @@ const secretType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v
 func upWorkshop(t *testing.T, flags ...string) *meshtest.Mesh {
 	t.Helper()
 	b := meshtest.Build(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	if port <= 80 {
-		t.Fatalf("free port %d too low for a gateway offset", port)
-	}
-	flags = append([]string{"--gateway-port-offset", strconv.Itoa(port - 80)}, flags...)
+	flags = append([]string{"--gateway-port-offset", strconv.Itoa(meshtest.GatewayOffset(t, 80))}, flags...)
 	return meshtest.Up(t, b, meshtest.CopyDir(t, filepath.Join(b.Root, "examples", "workshop")), flags...)
 }
 

@@ -213,7 +213,7 @@ func TestHTTPExtAuthzFailureModes(t *testing.T) {
 	b := meshtest.Build(t)
 	b.BuildMain(t, "./test/e2e/policy/echoapp")
 	// Both are started late or restarted on their address.
-	stableAddr, flakyAddr := heldAddr(t), heldAddr(t)
+	stableAddr, flakyAddr := meshtest.HeldAddr(t), meshtest.HeldAddr(t)
 	dir := t.TempDir()
 	writeFile(t, dir, "mesh.yaml", httpAuthzMesh(portOf(t, stableAddr), portOf(t, flakyAddr)))
 	writeFile(t, dir, "resources.yaml", httpAuthzResources(portOf(t, stableAddr), portOf(t, flakyAddr)))

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -51,20 +50,6 @@ func freeAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-// heldAddr is a free 127.0.0.1 address below Linux's ephemeral range
-// (32768 and up), for a server a test stops and starts again on the same
-// address: no process listening on port 0 is handed it meanwhile.
-func heldAddr(t testing.TB) string {
-	t.Helper()
-	for port := 20000 + rand.IntN(12000); ; port = 20000 + rand.IntN(12000) {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			ln.Close()
-			return ln.Addr().String()
-		}
-	}
 }
 
 func portOf(t testing.TB, addr string) string {
