@@ -12,7 +12,7 @@
 // Istio's istio-iptables arguments, from the traffic.sidecar.istio.io/*
 // annotations), the projected service-account token (audience istio-ca,
 // /var/run/secrets/tokens/istio-token), the istio-ca-root-cert ConfigMap
-// at /var/run/secrets/istio, and rewrites the app's HTTP and TCP probes to
+// at /var/run/secrets/istio, and rewrites the app's HTTP, TCP and gRPC probes to
 // the sidecar's status port (15020, /app-health/<container>/livez|readyz|
 // startupz), the originals going to the sidecar in ISTIO_KUBE_APP_PROBERS
 // (internal/proxy forwards them). With interception mode NONE (the

@@ -3,12 +3,16 @@ package inject
 import (
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"testing"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -67,5 +71,72 @@ func TestRewrittenProbesReachTheApp(t *testing.T) {
 		if resp.StatusCode != tc.want {
 			t.Errorf("%s: status %d, want %d", tc.probe.HTTPGet.Path, resp.StatusCode, tc.want)
 		}
+	}
+}
+
+// TestRewrittenGRPCProbes: a gRPC probe, as Istio rewrites it, reaches
+// the app's grpc.health.v1 service through the sidecar, for the server as
+// a whole and for a named service, and follows the app's status.
+func TestRewrittenGRPCProbes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus("shop.Cart", healthpb.HealthCheckResponse_NOT_SERVING)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	go srv.Serve(ln) //nolint:errcheck
+	defer srv.Stop()
+	port := int32(ln.Addr().(*net.TCPAddr).Port)
+
+	pod := webPod()
+	c := &pod.Spec.Containers[0]
+	cart := "shop.Cart"
+	c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: port}}}
+	c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: port, Service: &cart}}, TimeoutSeconds: 2}
+	c.StartupProbe = nil
+	cfg := testConfig()
+	out, err := cfg.Inject(pod, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app0 := container(out, "web", false)
+	for _, p := range []*corev1.Probe{app0.LivenessProbe, app0.ReadinessProbe} {
+		if p.GRPC != nil || p.HTTPGet == nil || p.HTTPGet.Port.IntValue() != StatusPort {
+			t.Fatalf("gRPC probe not rewritten to the status port: %+v", p.ProbeHandler)
+		}
+	}
+	env, _ := envOf(container(out, ProxyContainer, false), proxy.AppProbersEnv)
+	probes, err := proxy.ParseAppProbers(env)
+	if err != nil {
+		t.Fatalf("the sidecar refuses the injector's %s: %v\n%s", proxy.AppProbersEnv, err, env)
+	}
+	status := httptest.NewServer(proxy.NewProbeForwarder(probes, "127.0.0.1", slog.New(slog.NewTextHandler(io.Discard, nil))))
+	defer status.Close()
+	get := func(path string) int {
+		t.Helper()
+		resp, err := http.Get(status.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	live, ready := app0.LivenessProbe.HTTPGet.Path, app0.ReadinessProbe.HTTPGet.Path
+	if got := get(live); got != 200 {
+		t.Errorf("liveness (server SERVING): %d, want 200", got)
+	}
+	if got := get(ready); got != 503 {
+		t.Errorf("readiness (shop.Cart NOT_SERVING): %d, want 503", got)
+	}
+	hs.SetServingStatus("shop.Cart", healthpb.HealthCheckResponse_SERVING)
+	if got := get(ready); got != 200 {
+		t.Errorf("readiness (shop.Cart now SERVING): %d, want 200", got)
+	}
+	srv.Stop()
+	if got := get(live); got != 503 {
+		t.Errorf("liveness with the app gone: %d, want 503", got)
 	}
 }

@@ -109,12 +109,12 @@ func inboundFlags(cs []corev1.Container) []string {
 	return out
 }
 
-// rewriteProbes points the app containers' HTTP and TCP probes at the
+// rewriteProbes points the app containers' HTTP, TCP and gRPC probes at the
 // sidecar's status port, /app-health/<container>/livez|readyz|startupz,
 // as Istio does, and returns the originals keyed by the new path (the
 // ISTIO_KUBE_APP_PROBERS value). Named ports are resolved against the
-// container; a probe whose port cannot be resolved, and exec and gRPC
-// probes, are left as they are.
+// container; a probe whose port cannot be resolved, and exec probes, are
+// left as they are.
 func rewriteProbes(cs []corev1.Container) map[string]any {
 	out := map[string]any{}
 	for i := range cs {
@@ -157,6 +157,12 @@ func rewriteProbes(cs []corev1.Container) map[string]any {
 					orig["host"] = h.TCPSocket.Host
 				}
 				out[path] = map[string]any{"tcpSocket": orig, "timeoutSeconds": timeout(pr.probe)}
+			case h.GRPC != nil:
+				orig := map[string]any{"port": h.GRPC.Port}
+				if h.GRPC.Service != nil {
+					orig["service"] = *h.GRPC.Service
+				}
+				out[path] = map[string]any{"grpc": orig, "timeoutSeconds": timeout(pr.probe)}
 			default:
 				continue
 			}

@@ -14,6 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // AppProbersEnv is the environment variable the injector fills with the
@@ -28,7 +32,19 @@ const AppProbersEnv = "ISTIO_KUBE_APP_PROBERS"
 type AppProbe struct {
 	HTTPGet        *ProbeHTTPGet   `json:"httpGet,omitempty"`
 	TCPSocket      *ProbeTCPSocket `json:"tcpSocket,omitempty"`
+	GRPC           *ProbeGRPC      `json:"grpc,omitempty"`
 	TimeoutSeconds int32           `json:"timeoutSeconds,omitempty"`
+}
+
+// handlers counts the probe's handlers; exactly one is valid.
+func (p AppProbe) handlers() int {
+	n := 0
+	for _, set := range []bool{p.HTTPGet != nil, p.TCPSocket != nil, p.GRPC != nil} {
+		if set {
+			n++
+		}
+	}
+	return n
 }
 
 // ProbeHTTPGet is Kubernetes' HTTPGetAction with the port resolved to a
@@ -53,6 +69,14 @@ type ProbeTCPSocket struct {
 	Host string    `json:"host,omitempty"`
 }
 
+// ProbeGRPC is Kubernetes' GRPCAction: a call of the gRPC health
+// service's Check on the app's port, for the named service ("" is the
+// server as a whole).
+type ProbeGRPC struct {
+	Port    ProbePort `json:"port"`
+	Service *string   `json:"service,omitempty"`
+}
+
 // ProbePort is a port number; Kubernetes writes it as an IntOrString,
 // so a quoted number is accepted too. A name is refused: the injector
 // resolves named ports against the container before writing the env.
@@ -71,7 +95,7 @@ func (p *ProbePort) UnmarshalJSON(b []byte) error {
 
 // ParseAppProbers decodes the ISTIO_KUBE_APP_PROBERS value. Every path
 // must be /app-health/<container>/livez, readyz or startupz and every
-// probe must have exactly one of httpGet and tcpSocket; the error names
+// probe must have exactly one of httpGet, tcpSocket and grpc; the error names
 // the path at fault. An empty value means no probes.
 func ParseAppProbers(v string) (map[string]AppProbe, error) {
 	out := map[string]AppProbe{}
@@ -88,8 +112,8 @@ func ParseAppProbers(v string) (map[string]AppProbe, error) {
 		if !validProbePath(path) {
 			errs = append(errs, fmt.Errorf("proxy: %s: %q: want /app-health/<container>/livez, readyz or startupz", AppProbersEnv, path))
 		}
-		if (p.HTTPGet == nil) == (p.TCPSocket == nil) {
-			errs = append(errs, fmt.Errorf("proxy: %s: %q: want exactly one of httpGet and tcpSocket", AppProbersEnv, path))
+		if p.handlers() != 1 {
+			errs = append(errs, fmt.Errorf("proxy: %s: %q: want exactly one of httpGet, tcpSocket and grpc", AppProbersEnv, path))
 		}
 		if p.HTTPGet != nil && p.HTTPGet.Scheme != "" && !strings.EqualFold(p.HTTPGet.Scheme, "HTTP") && !strings.EqualFold(p.HTTPGet.Scheme, "HTTPS") {
 			errs = append(errs, fmt.Errorf("proxy: %s: %q: scheme %q: want HTTP or HTTPS", AppProbersEnv, path, p.HTTPGet.Scheme))
@@ -115,7 +139,8 @@ func validProbePath(p string) bool {
 // forwarder sends the original probe to the app on loopback, so probes
 // pass whatever PeerAuthentication says about the app's ports. The answer
 // is the app's status code (a TCP probe answers 200 when the port accepts
-// a connection, 503 when not); an unknown path is 404.
+// a connection, 503 when not; a gRPC probe 200 when the app's health
+// service answers SERVING, 503 otherwise); an unknown path is 404.
 type ProbeForwarder struct {
 	probes  map[string]AppProbe
 	appHost string
@@ -164,11 +189,14 @@ func (f *ProbeForwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	if p.TCPSocket != nil {
+	switch {
+	case p.TCPSocket != nil:
 		f.tcp(ctx, w, r.URL.Path, p.TCPSocket)
-		return
+	case p.GRPC != nil:
+		f.grpc(ctx, w, r, p.GRPC)
+	default:
+		f.http(ctx, w, r, p.HTTPGet)
 	}
-	f.http(ctx, w, r, p.HTTPGet)
 }
 
 func (f *ProbeForwarder) host(h string) string {
@@ -187,6 +215,37 @@ func (f *ProbeForwarder) tcp(ctx context.Context, w http.ResponseWriter, path st
 		return
 	}
 	c.Close()
+	w.WriteHeader(http.StatusOK)
+}
+
+// grpc calls grpc.health.v1.Health/Check on the app in plaintext, as the
+// kubelet's gRPC probe does, with the kubelet's User-Agent.
+func (f *ProbeForwarder) grpc(ctx context.Context, w http.ResponseWriter, in *http.Request, p *ProbeGRPC) {
+	addr := net.JoinHostPort(f.appHost, strconv.Itoa(int(p.Port)))
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return f.dialer.DialContext(ctx, "tcp", a) }),
+	}
+	if ua := in.Header.Get("User-Agent"); ua != "" {
+		opts = append(opts, grpc.WithUserAgent(ua))
+	}
+	conn, err := grpc.NewClient("passthrough:///"+addr, opts...)
+	if err != nil {
+		f.log.Info("app probe failed", "path", in.URL.Path, "addr", addr, "err", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	defer conn.Close()
+	req := &healthpb.HealthCheckRequest{}
+	if p.Service != nil {
+		req.Service = *p.Service
+	}
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, req)
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		f.log.Info("app probe failed", "path", in.URL.Path, "addr", addr, "status", resp.GetStatus().String(), "err", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 }
 
