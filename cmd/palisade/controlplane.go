@@ -132,6 +132,9 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	defer d.Stop()
 	if km != nil {
+		if webhooks.Listen != "" && webhooks.CertFile == "" && auth != nil {
+			km.patchWebhookBundles(log)
+		}
 		km.publishRoots(ctx, d)
 	}
 	if webhooks.Listen != "" {

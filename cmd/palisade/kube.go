@@ -16,6 +16,7 @@ import (
 	"palisade.dev/palisade/internal/ca"
 	"palisade.dev/palisade/internal/config"
 	"palisade.dev/palisade/internal/controlplane"
+	"palisade.dev/palisade/internal/install"
 	"palisade.dev/palisade/internal/kube"
 )
 
@@ -64,6 +65,15 @@ type kubeMode struct {
 	client kubernetes.Interface
 	source *kube.Source
 	roots  *kube.RootPublisher
+	// hooks, when the admission webhooks serve a certificate from the
+	// mesh CA, keeps their configurations' caBundle on the mesh roots.
+	hooks *kube.WebhookBundles
+}
+
+// patchWebhookBundles makes publishRoots keep the caBundle of the
+// webhook configurations palisade install writes.
+func (m *kubeMode) patchWebhookBundles(log *slog.Logger) {
+	m.hooks = kube.NewWebhookBundles(m.client, []string{install.InjectorName}, []string{install.ValidatorName}, log)
 }
 
 // startKube starts the API server source and waits for its first
@@ -97,10 +107,20 @@ func (m *kubeMode) options(o *controlplane.DaemonOptions, td spiffeid.TrustDomai
 	o.Authenticators = append(o.Authenticators, &kube.TokenReviewer{Client: m.client, TrustDomain: td})
 }
 
-// publishRoots keeps istio-ca-root-cert current with the daemon's bundle.
+// publishRoots keeps istio-ca-root-cert, and the webhooks' caBundle where
+// asked, current with the daemon's bundle.
 func (m *kubeMode) publishRoots(ctx context.Context, d *controlplane.Daemon) {
-	m.roots.SetBundle(d.Signer.Bundle().MarshalPEM())
+	set := func(pem []byte) {
+		m.roots.SetBundle(pem)
+		if m.hooks != nil {
+			m.hooks.SetBundle(pem)
+		}
+	}
+	set(d.Signer.Bundle().MarshalPEM())
 	go m.roots.Run(ctx)
+	if m.hooks != nil {
+		go m.hooks.Run(ctx)
+	}
 	// The mesh CA (root rotation) and cert-manager (the issuer's CA) both
 	// announce new roots.
 	sub, ok := d.Signer.(controlplane.BundleSubscriber)
@@ -115,7 +135,7 @@ func (m *kubeMode) publishRoots(ctx context.Context, d *controlplane.Daemon) {
 			case <-ctx.Done():
 				return
 			case b := <-bundles:
-				m.roots.SetBundle(b.MarshalPEM())
+				set(b.MarshalPEM())
 			}
 		}
 	}()

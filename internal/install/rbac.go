@@ -13,7 +13,8 @@ const ClusterRoleName = "palisade-control-plane"
 // endpoint slices, pods) with informers; publish istio-ca-root-cert in
 // every namespace and read the mesh ConfigMap; report invalid objects as
 // Events; check sidecars' tokens with TokenReview; and, with cert-manager
-// as the signer, create and read CertificateRequests.
+// as the signer, create and read CertificateRequests; keep its own
+// admission webhooks' caBundle on the mesh roots.
 func Rules() []rbacv1.PolicyRule {
 	read := []string{"get", "list", "watch"}
 	return []rbacv1.PolicyRule{
@@ -25,6 +26,9 @@ func Rules() []rbacv1.PolicyRule {
 		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 		{APIGroups: []string{"cert-manager.io"}, Resources: []string{"certificaterequests"}, Verbs: []string{"create", "get", "list", "watch", "delete"}},
+		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations", "validatingwebhookconfigurations"}, Verbs: read},
+		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, ResourceNames: []string{InjectorName}, Verbs: []string{"update", "patch"}},
+		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"validatingwebhookconfigurations"}, ResourceNames: []string{ValidatorName}, Verbs: []string{"update", "patch"}},
 	}
 }
 

@@ -26,30 +26,17 @@ const (
 type RootPublisher struct {
 	client kubernetes.Interface
 	log    *slog.Logger
-	bundle chan []byte
+	bundle latest[[]byte]
 }
 
 // NewRootPublisher returns a publisher; nothing is written until Run and
 // the first SetBundle.
 func NewRootPublisher(client kubernetes.Interface, log *slog.Logger) *RootPublisher {
-	return &RootPublisher{client: client, log: log, bundle: make(chan []byte, 1)}
+	return &RootPublisher{client: client, log: log, bundle: newLatest[[]byte]()}
 }
 
 // SetBundle hands over the bundle (PEM) to publish; latest wins.
-func (p *RootPublisher) SetBundle(pem []byte) {
-	b := append([]byte(nil), pem...)
-	for {
-		select {
-		case p.bundle <- b:
-			return
-		default:
-			select {
-			case <-p.bundle:
-			default:
-			}
-		}
-	}
-}
+func (p *RootPublisher) SetBundle(pem []byte) { p.bundle.set(append([]byte(nil), pem...)) }
 
 // Run publishes until ctx ends.
 func (p *RootPublisher) Run(ctx context.Context) {
@@ -85,7 +72,7 @@ func (p *RootPublisher) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case b := <-p.bundle:
+		case b := <-p.bundle.c:
 			cur = b
 			for _, o := range nss.GetStore().List() {
 				p.publish(ctx, o.(*corev1.Namespace), cur)
