@@ -68,12 +68,20 @@ func (w *WebhookBundles) Run(ctx context.Context) {
 	mw := f.Admissionregistration().V1().MutatingWebhookConfigurations().Informer()
 	vw := f.Admissionregistration().V1().ValidatingWebhookConfigurations().Informer()
 	mw.AddEventHandler(cache.ResourceEventHandlerFuncs{ //nolint:errcheck
-		AddFunc:    func(o any) { enqueue(webhookConfig{true, o.(*admissionregistrationv1.MutatingWebhookConfiguration).Name}) },
-		UpdateFunc: func(_, o any) { enqueue(webhookConfig{true, o.(*admissionregistrationv1.MutatingWebhookConfiguration).Name}) },
+		AddFunc: func(o any) {
+			enqueue(webhookConfig{true, o.(*admissionregistrationv1.MutatingWebhookConfiguration).Name})
+		},
+		UpdateFunc: func(_, o any) {
+			enqueue(webhookConfig{true, o.(*admissionregistrationv1.MutatingWebhookConfiguration).Name})
+		},
 	})
 	vw.AddEventHandler(cache.ResourceEventHandlerFuncs{ //nolint:errcheck
-		AddFunc:    func(o any) { enqueue(webhookConfig{false, o.(*admissionregistrationv1.ValidatingWebhookConfiguration).Name}) },
-		UpdateFunc: func(_, o any) { enqueue(webhookConfig{false, o.(*admissionregistrationv1.ValidatingWebhookConfiguration).Name}) },
+		AddFunc: func(o any) {
+			enqueue(webhookConfig{false, o.(*admissionregistrationv1.ValidatingWebhookConfiguration).Name})
+		},
+		UpdateFunc: func(_, o any) {
+			enqueue(webhookConfig{false, o.(*admissionregistrationv1.ValidatingWebhookConfiguration).Name})
+		},
 	})
 	go mw.Run(ctx.Done())
 	go vw.Run(ctx.Done())
