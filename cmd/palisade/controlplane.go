@@ -28,6 +28,7 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 	dir := fs.String("config", "", "directory of YAML to serve (required)")
 	state := fs.String("state", ".palisade", "state directory holding the CA (ca/)")
 	cacerts := fs.String("cacerts", "", "use a plug-in intermediate from this directory (Istio's cacerts layout) instead of a self-signed root")
+	cacertsOptional := fs.Bool("cacerts-optional", false, "with --cacerts: a directory without ca-cert.pem (an optional cacerts Secret not created) falls back to the self-signed root in --state, as istiod does")
 	cfsslURL := fs.String("external-ca-cfssl", "", "sign with an external CA through CFSSL's remote signer API at this URL")
 	cfsslChain := fs.String("external-ca-chain", "", "external CA: PEM of its signing certificate and intermediates")
 	cfsslRoots := fs.String("external-ca-roots", "", "external CA: PEM of the root(s) its chain leads to (the mesh's trust bundle)")
@@ -108,9 +109,12 @@ func runControlPlane(ctx context.Context, args []string, stdout, stderr io.Write
 		if signer, err = cfsslSigner(td, *cfsslURL, *cfsslChain, *cfsslRoots, *cfsslKey, *cfsslProfile); err != nil {
 			return err
 		}
-	case *cacerts != "":
+	case *cacerts != "" && (!*cacertsOptional || ca.HasCACerts(*cacerts)):
 		auth, err = ca.LoadCACerts(*cacerts, opts)
 	default:
+		if *cacerts != "" {
+			log.Warn("ca: no plug-in CA in --cacerts; using the self-signed root in the state directory, which lasts as long as that directory (in the installed Deployment, an emptyDir: plug in an intermediate as the Secret cacerts to keep one root across pods)", "cacerts", *cacerts, "state", *state)
+		}
 		auth, err = ca.OpenOrInit(filepath.Join(*state, "ca"), opts)
 	}
 	if err != nil {

@@ -23,6 +23,13 @@ type caMaterial struct {
 // loadCACertsFiles reads Istio's plug-in CA layout: ca-cert.pem (the signing
 // intermediate), ca-key.pem (its key), root-cert.pem (one or more roots) and
 // cert-chain.pem (ca-cert up to the root, as Istio's tooling writes it).
+// HasCACerts reports whether dir holds a plug-in CA (its ca-cert.pem), as
+// an optional cacerts Secret mounted there does once it is created.
+func HasCACerts(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, fileCACert))
+	return err == nil
+}
+
 func loadCACertsFiles(dir string) (*caMaterial, error) {
 	read := func(name string) ([]byte, error) {
 		b, err := os.ReadFile(filepath.Join(dir, name))

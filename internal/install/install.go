@@ -32,6 +32,14 @@ const (
 	GRPCPort       = 15012 // proxies: config push and the CA
 	MonitoringPort = 15014 // admin API
 	WebhookPort    = 15017 // admission webhooks, behind the Service's 443
+
+	// CACertsSecret is the Secret, in the control plane's namespace, that
+	// plugs in an intermediate CA as Istio's cacerts does (ca-cert.pem,
+	// ca-key.pem, root-cert.pem, cert-chain.pem); mounted optional at
+	// CACertsDir. Without it the control plane makes a self-signed root in
+	// its state directory, an emptyDir: a new pod makes a new root.
+	CACertsSecret = "cacerts"
+	CACertsDir    = "/etc/cacerts"
 )
 
 // Values are what an installation varies by; the Helm chart's values.yaml
@@ -208,7 +216,9 @@ func deployment(v Values) *appsv1.Deployment {
 		fmt.Sprintf("--inject-control-plane=%s:%d", ServiceHost(v.Namespace), GRPCPort),
 		"--inject-revision=" + rev,
 		"--state=/var/lib/palisade",
+		"--cacerts=" + CACertsDir, "--cacerts-optional",
 	}
+	optional := true
 	podLabels := map[string]string{"app.kubernetes.io/name": Name, "app.kubernetes.io/part-of": Name, "sidecar.istio.io/inject": "false"}
 	return &appsv1.Deployment{
 		TypeMeta:   typeMeta("apps/v1", "Deployment"),
@@ -228,13 +238,16 @@ func deployment(v Values) *appsv1.Deployment {
 							{Name: "https-webhook", ContainerPort: WebhookPort, Protocol: corev1.ProtocolTCP},
 							{Name: "http-monitoring", ContainerPort: MonitoringPort, Protocol: corev1.ProtocolTCP},
 						},
-						VolumeMounts: []corev1.VolumeMount{{Name: "state", MountPath: "/var/lib/palisade"}},
+						VolumeMounts: []corev1.VolumeMount{{Name: "state", MountPath: "/var/lib/palisade"}, {Name: CACertsSecret, MountPath: CACertsDir, ReadOnly: true}},
 						SecurityContext: &corev1.SecurityContext{
 							RunAsUser: &uid, RunAsGroup: &uid, RunAsNonRoot: &t, ReadOnlyRootFilesystem: &t,
 							AllowPrivilegeEscalation: &f, Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 						},
 					}},
-					Volumes: []corev1.Volume{{Name: "state", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+					Volumes: []corev1.Volume{
+						{Name: "state", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+						{Name: CACertsSecret, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: CACertsSecret, Optional: &optional}}},
+					},
 				},
 			},
 		},

@@ -46,7 +46,7 @@ func TestGatewayServesCertManagerSecret(t *testing.T) {
 	if err != nil {
 		t.Fatalf("palisade join-token: %v\n%s", err, tok)
 	}
-	https, admin := freeAddr(t), freeAddr(t)
+	https, admin := meshtest.HeldAddr(t), meshtest.HeldAddr(t)
 	args := []string{"gateway", "--workload", "istio-ingress/istio-ingressgateway",
 		"--service-account", "istio-ingressgateway-service-account", "--label", "istio=ingressgateway",
 		"--control-plane", e.grpc, "--bundle", e.rootFile, "--admin", admin, "--access-log", "",

@@ -93,7 +93,7 @@ func setup(t *testing.T, certDuration time.Duration) *env {
 		}
 	}
 	e.state = filepath.Join(e.dir, "state")
-	e.grpc, e.admin = freeAddr(t), freeAddr(t)
+	e.grpc, e.admin = meshtest.HeldAddr(t), meshtest.HeldAddr(t)
 	e.cp = startProc(t, "control plane", filepath.Join(e.logs, "control-plane.log"), nil, b.Palisade,
 		"control-plane", "--config", conf, "--state", e.state, "--listen", e.grpc, "--admin", e.admin,
 		"--ca", "cert-manager", "--cert-manager-kubeconfig", c.Kubeconfig, "--issuer-ref", "Issuer/istio-ca",
@@ -156,7 +156,7 @@ type workload struct {
 // the sidecar is ready, unless wantReady is false.
 func (e *env) startWorkload(t *testing.T, name, sa string, certTTL time.Duration, wantReady bool) *workload {
 	t.Helper()
-	w := &workload{name: name, sa: sa, inbound: freeAddr(t), app: freeAddr(t), admin: freeAddr(t), proxy: freeAddr(t)}
+	w := &workload{name: name, sa: sa, inbound: meshtest.HeldAddr(t), app: meshtest.HeldAddr(t), admin: meshtest.HeldAddr(t), proxy: meshtest.HeldAddr(t)}
 	tok, err := exec.Command(e.b.Palisade, "join-token", "--state", e.state, "--namespace", "e2e", "--service-account", sa).CombinedOutput()
 	if err != nil {
 		t.Fatalf("palisade join-token: %v\n%s", err, tok)

@@ -26,12 +26,12 @@ type controlPlane struct {
 // returns once the control plane serves.
 func startControlPlane(t *testing.T, b *meshtest.Bins, dir string, extra ...string) *controlPlane {
 	t.Helper()
-	cp := &controlPlane{grpc: freeAddr(t), state: t.TempDir(), log: filepath.Join(t.TempDir(), "control-plane.log"), done: make(chan struct{})}
+	cp := &controlPlane{grpc: meshtest.HeldAddr(t), state: t.TempDir(), log: filepath.Join(t.TempDir(), "control-plane.log"), done: make(chan struct{})}
 	logf, err := os.Create(cp.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"control-plane", "--config", dir, "--state", cp.state, "--listen", cp.grpc, "--admin", freeAddr(t)}, extra...)
+	args := append([]string{"control-plane", "--config", dir, "--state", cp.state, "--listen", cp.grpc, "--admin", meshtest.HeldAddr(t)}, extra...)
 	cp.cmd = exec.Command(b.Palisade, args...)
 	cp.cmd.Stdout, cp.cmd.Stderr = logf, logf
 	cp.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -91,7 +91,9 @@ func TestPlugInCACertsFromIstioTooling(t *testing.T) {
 		t.Fatalf("istio-cacerts.sh: %v\n%s", err, out)
 	}
 	config := meshtest.CopyDir(t, filepath.Join(b.Root, "examples", "workshop"))
-	cp := startControlPlane(t, b, config, "--cacerts", cacerts, "--max-workload-cert-ttl", "48h")
+	// --cacerts-optional as the installed Deployment passes it: the
+	// plug-in, present, is used.
+	cp := startControlPlane(t, b, config, "--cacerts", cacerts, "--cacerts-optional", "--max-workload-cert-ttl", "48h")
 	rootFile := filepath.Join(cacerts, "root-cert.pem")
 	tok := cp.joinToken(t, b, "workshop", "legacy-sa")
 
@@ -143,4 +145,28 @@ func TestPlugInCACertsFromIstioTooling(t *testing.T) {
 			t.Fatalf("openssl verify -CAfile %s: %v\n%s", rootFile, err, out)
 		}
 	})
+}
+
+// Without a plug-in CA in --cacerts (the installed Deployment's optional
+// cacerts Secret not created), --cacerts-optional falls back to the
+// self-signed root in the state directory and says so; without the flag
+// the empty directory is an error naming it.
+func TestOptionalCACertsAbsent(t *testing.T) {
+	t.Parallel()
+	b := meshtest.Build(t)
+	config := meshtest.CopyDir(t, filepath.Join(b.Root, "examples", "workshop"))
+	empty := t.TempDir()
+	out, err := exec.Command(b.Palisade, "control-plane", "--config", config, "--state", t.TempDir(), "--listen", meshtest.HeldAddr(t), "--admin", meshtest.HeldAddr(t), "--cacerts", empty).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), empty) {
+		t.Fatalf("--cacerts on an empty directory: err %v, want an error naming %s:\n%s", err, empty, out)
+	}
+	cp := startControlPlane(t, b, config, "--cacerts", empty, "--cacerts-optional")
+	for _, want := range []string{"no plug-in CA in --cacerts", "made a self-signed root"} {
+		if !strings.Contains(cp.output(), want) {
+			t.Errorf("control plane log lacks %q:\n%s", want, cp.output())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cp.state, "ca")); err != nil {
+		t.Errorf("no CA in the state directory: %v", err)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -40,16 +39,6 @@ func joinToken(t *testing.T, m *meshtest.Mesh, ns, sa string) string {
 	return tok
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startSidecar runs palisade-proxy for workload ns/name asking for service
 // account sa, proving itself with token, against m's control plane.
 func startSidecar(t *testing.T, m *meshtest.Mesh, workload, sa, token string) *sidecar {
@@ -66,14 +55,14 @@ func startSidecar(t *testing.T, m *meshtest.Mesh, workload, sa, token string) *s
 // of bundle, proving itself with token; extra flags follow.
 func startProxy(t *testing.T, proxyBin, addr, bundle, workload, sa, token string, extra ...string) *sidecar {
 	t.Helper()
-	s := &sidecar{name: workload, admin: freeAddr(t), log: filepath.Join(t.TempDir(), "proxy.log"), done: make(chan struct{})}
+	s := &sidecar{name: workload, admin: meshtest.HeldAddr(t), log: filepath.Join(t.TempDir(), "proxy.log"), done: make(chan struct{})}
 	logf, err := os.Create(s.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	args := append([]string{"--workload", workload, "--service-account", sa,
 		"--control-plane", addr, "--trust-domain", "cluster.local", "--bundle", bundle,
-		"--admin", s.admin, "--http-proxy", freeAddr(t), "--log-format", "text"}, append(meshtest.AllowRoot(), extra...)...)
+		"--admin", s.admin, "--http-proxy", meshtest.HeldAddr(t), "--log-format", "text"}, append(meshtest.AllowRoot(), extra...)...)
 	s.cmd = exec.Command(proxyBin, args...)
 	s.cmd.Env = append(os.Environ(), "PALISADE_JOIN_TOKEN="+token)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf

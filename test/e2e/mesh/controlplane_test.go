@@ -84,16 +84,6 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func waitHTTP(t *testing.T, what, u string, p *proc) {
 	t.Helper()
 	meshtest.Eventually(t, 30*time.Second, what, func() error {
@@ -141,7 +131,7 @@ func TestControlPlaneKilledAndRestarted(t *testing.T) {
 		t.Fatalf("palisade ca init: %v\n%s", err, out)
 	}
 	bundle := filepath.Join(state, "ca", "roots", "1", "root-cert.pem")
-	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
+	grpcAddr, adminAddr := meshtest.HeldAddr(t), meshtest.HeldAddr(t)
 	startCP := func() *proc {
 		p := startProc(t, "control plane", filepath.Join(logs, "control-plane.log"), nil, b.Palisade,
 			"control-plane", "--config", dir, "--state", state, "--listen", grpcAddr, "--admin", adminAddr)
@@ -156,7 +146,7 @@ func TestControlPlaneKilledAndRestarted(t *testing.T) {
 		{name: "client", sa: "client-sa", mode: "http", port: 8080, protocol: "HTTP", target: "echo:9090"},
 	}
 	for _, w := range ws {
-		w.inbound, w.app, w.admin, w.proxy = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+		w.inbound, w.app, w.admin, w.proxy = meshtest.HeldAddr(t), meshtest.HeldAddr(t), meshtest.HeldAddr(t), meshtest.HeldAddr(t)
 		tok, err := exec.Command(b.Palisade, "join-token", "--state", state, "--namespace", "e2e", "--service-account", w.sa).Output()
 		if err != nil {
 			t.Fatalf("palisade join-token: %v", err)
@@ -167,7 +157,7 @@ func TestControlPlaneKilledAndRestarted(t *testing.T) {
 			"--http-proxy", w.proxy, "--admin", w.admin}
 		args = append(args, meshtest.AllowRoot()...)
 		if w.target != "" {
-			w.outbound = freeAddr(t)
+			w.outbound = meshtest.HeldAddr(t)
 			args = append(args, "--outbound", "listen="+w.outbound+",target="+w.target)
 		}
 		w.sidecar = startProc(t, w.name+" sidecar", filepath.Join(logs, "e2e."+w.name+".proxy.log"),
