@@ -118,32 +118,26 @@ func (w *WebhookBundles) Run(ctx context.Context) {
 func (w *WebhookBundles) patch(ctx context.Context, c webhookConfig, pem []byte) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	var changed bool
 	var err error
-	changed := false
 	if c.mutating {
 		api := w.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-		var o *admissionregistrationv1.MutatingWebhookConfiguration
-		if o, err = api.Get(ctx, c.name, metav1.GetOptions{}); err == nil {
-			o = o.DeepCopy()
+		changed, err = patchConfig(ctx, c.name, pem, api.Get, api.Update, func(o *admissionregistrationv1.MutatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+			var out []*admissionregistrationv1.WebhookClientConfig
 			for i := range o.Webhooks {
-				changed = setBundle(&o.Webhooks[i].ClientConfig, pem) || changed
+				out = append(out, &o.Webhooks[i].ClientConfig)
 			}
-			if changed {
-				_, err = api.Update(ctx, o, metav1.UpdateOptions{})
-			}
-		}
+			return out
+		})
 	} else {
 		api := w.client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-		var o *admissionregistrationv1.ValidatingWebhookConfiguration
-		if o, err = api.Get(ctx, c.name, metav1.GetOptions{}); err == nil {
-			o = o.DeepCopy()
+		changed, err = patchConfig(ctx, c.name, pem, api.Get, api.Update, func(o *admissionregistrationv1.ValidatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+			var out []*admissionregistrationv1.WebhookClientConfig
 			for i := range o.Webhooks {
-				changed = setBundle(&o.Webhooks[i].ClientConfig, pem) || changed
+				out = append(out, &o.Webhooks[i].ClientConfig)
 			}
-			if changed {
-				_, err = api.Update(ctx, o, metav1.UpdateOptions{})
-			}
-		}
+			return out
+		})
 	}
 	switch {
 	case apierrors.IsNotFound(err):
@@ -156,12 +150,29 @@ func (w *WebhookBundles) patch(ctx context.Context, c webhookConfig, pem []byte)
 	}
 }
 
-func setBundle(cc *admissionregistrationv1.WebhookClientConfig, pem []byte) bool {
-	if bytes.Equal(cc.CABundle, pem) {
-		return false
+// patchConfig reads one webhook configuration (a fresh copy from the API
+// server), sets pem as the caBundle of each of its webhooks, and writes it
+// back when one differed.
+func patchConfig[T any](ctx context.Context, name string, pem []byte,
+	get func(context.Context, string, metav1.GetOptions) (T, error),
+	update func(context.Context, T, metav1.UpdateOptions) (T, error),
+	clientConfigs func(T) []*admissionregistrationv1.WebhookClientConfig,
+) (bool, error) {
+	o, err := get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return false, err
 	}
-	cc.CABundle = pem
-	return true
+	changed := false
+	for _, cc := range clientConfigs(o) {
+		if !bytes.Equal(cc.CABundle, pem) {
+			cc.CABundle, changed = pem, true
+		}
+	}
+	if !changed {
+		return false, nil
+	}
+	_, err = update(ctx, o, metav1.UpdateOptions{})
+	return err == nil, err
 }
 
 // latest is a one-slot channel where a new value replaces one not yet
