@@ -21,22 +21,25 @@ type Limits struct {
 	// MaxRequestHeaders bounds the number of request headers: 100
 	// (Envoy's max_headers_count); more is 431.
 	MaxRequestHeaders int
-	// RequestHeadersTimeout bounds the wait for a whole HTTP/1.1 request
-	// header block once its first byte came (slowloris); past it the
-	// answer is 408 and the connection is closed. 10s: Envoy has none
-	// by default; Palisade is stricter.
+	// RequestHeadersTimeout bounds the wait for a whole request header
+	// block once its first byte came (slowloris); past it an HTTP/1.1
+	// client is answered 408 and an HTTP/2 connection is closed (net/http
+	// owns the stream's header compression, so no answer can be written
+	// on it). 10s: Envoy has none by default; Palisade is stricter.
 	RequestHeadersTimeout time.Duration
 	// StreamIdleTimeout cuts a forwarded request when neither its body
-	// nor its answer moved for this long, the wait for the app's answer
-	// included: 5m (Envoy's stream_idle_timeout); 408 if no answer began.
-	// Upgraded streams (WebSocket) are not timed.
+	// nor its answer moved for this long, the wait for the upstream's
+	// answer included: 5m (Envoy's stream_idle_timeout); 408 if no answer
+	// began, else the stream is reset. It holds on the inbound, outbound
+	// and gateway listeners. Upgraded streams (WebSocket) are not timed.
 	StreamIdleTimeout time.Duration
 	// IdleTimeout closes a downstream connection with no request in
 	// flight for this long: 1h (Envoy's idle_timeout).
 	IdleTimeout time.Duration
 	// MaxConcurrentStreams bounds the HTTP/2 streams a downstream
 	// connection may have open: 1000 (Envoy allows 2147483647; Palisade
-	// is stricter). A stream over it is refused (REFUSED_STREAM).
+	// is stricter). A stream over it is reset (net/http's PROTOCOL_ERROR
+	// once its SETTINGS are acknowledged, REFUSED_STREAM before).
 	MaxConcurrentStreams uint32
 	// MaxConnections bounds the downstream connections open at once on
 	// the inbound and gateway listeners; a connection over it is reset.
