@@ -99,10 +99,10 @@ func parseFlags(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.BoolVar(&f.allowRoot, "allow-root", false, "run even as root (refused by default: run the proxy as its own user)")
 	fs.IntVar(&f.limits.MaxRequestHeadersKB, "max-request-headers-kb", 60, "largest request line and headers, in KiB (more is 431; Envoy's max_request_headers_kb)")
 	fs.IntVar(&f.limits.MaxRequestHeaders, "max-request-headers", 100, "most request headers (more is 431; Envoy's max_headers_count)")
-	fs.DurationVar(&f.limits.RequestHeadersTimeout, "request-headers-timeout", 10*time.Second, "longest wait for a whole request header block once begun (408 after)")
-	fs.DurationVar(&f.limits.StreamIdleTimeout, "stream-idle-timeout", 5*time.Minute, "cut a request whose body and answer have not moved this long (408; Envoy's stream_idle_timeout)")
+	fs.DurationVar(&f.limits.RequestHeadersTimeout, "request-headers-timeout", 10*time.Second, "longest wait for a whole request header block once begun (HTTP/1.1: 408 after; HTTP/2: the connection is closed)")
+	fs.DurationVar(&f.limits.StreamIdleTimeout, "stream-idle-timeout", 5*time.Minute, "cut a request whose body and answer have not moved this long, the wait for the upstream's answer included, on inbound, outbound and gateway listeners (408 if no answer began; Envoy's stream_idle_timeout)")
 	fs.DurationVar(&f.limits.IdleTimeout, "idle-timeout", time.Hour, "close a downstream connection idle this long (Envoy's idle_timeout)")
-	maxStreams := fs.Uint("max-concurrent-streams", 1000, "most HTTP/2 streams open on one downstream connection")
+	maxStreams := fs.Uint("max-concurrent-streams", 1000, "most HTTP/2 streams open on one downstream connection (a stream over it is reset)")
 	fs.IntVar(&f.limits.MaxConnections, "max-connections", 0, "most downstream connections open at once on the inbound and gateway listeners, 0 for no limit (over it: reset)")
 	if f.gateway {
 		fs.Var(&f.gatewayPorts, "port", "gateway: a Gateway server port and where to listen for it, PORT=HOST:PORT (repeatable)")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"palisade.dev/palisade/internal/svid"
 )
@@ -119,9 +120,22 @@ func TestLimitFlags(t *testing.T) {
 		f.limits.MaxRequestHeaders != 100 || f.limits.MaxConcurrentStreams != 1000 {
 		t.Errorf("limits = %+v", f.limits)
 	}
+	// The gateway takes the same limits: its HTTP listeners' stream idle
+	// timeout is 5 minutes unless set.
+	gwArgs := append([]string{"gateway", "--port", "80=127.0.0.1:8080"}, base...)
+	gw, err := parseFlags(gwArgs, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gw.limits.StreamIdleTimeout != 5*time.Minute {
+		t.Errorf("gateway stream idle timeout = %v, want 5m", gw.limits.StreamIdleTimeout)
+	}
+	if gw, err = parseFlags(append(gwArgs, "--stream-idle-timeout", "30s"), io.Discard); err != nil || gw.limits.StreamIdleTimeout != 30*time.Second {
+		t.Errorf("gateway --stream-idle-timeout 30s: %v, err %v", gw.limits.StreamIdleTimeout, err)
+	}
 	for _, bad := range [][]string{
 		{"--max-request-headers-kb", "0"}, {"--max-concurrent-streams", "0"}, {"--max-connections", "-1"},
-		{"--request-headers-timeout", "0s"}, {"--log-level", "loud"},
+		{"--request-headers-timeout", "0s"}, {"--stream-idle-timeout", "0s"}, {"--log-level", "loud"},
 	} {
 		if _, err := parseFlags(append(append([]string{}, base...), bad...), io.Discard); err == nil || !strings.Contains(err.Error(), bad[0]) {
 			t.Errorf("%v: err = %v, want one naming %s", bad, err, bad[0])

@@ -121,12 +121,9 @@ func (p *Proxy) acceptGateway(c net.Conn, gl GatewayListener, httpLn *chanListen
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
-	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		httpLn.deliver(tc)
-		return
-	}
-	// HTTP/1.1 over TLS goes through the guard; the handler finds the
-	// TLS state in the request's context.
+	// HTTP/1.1 and HTTP/2 over TLS go through the guard (which times
+	// HTTP/2 header blocks too); the handler finds the TLS state in the
+	// request's context.
 	httpLn.deliver(&tlsStateConn{Conn: p.newH1Guard(tc), state: tc.ConnectionState()})
 }
 
@@ -278,7 +275,15 @@ func (p *Proxy) gatewayHandler(port uint32) http.Handler {
 			r.URL.Path = rewritePath(r.URL.Path, rw.GetUri(), match)
 			r.URL.RawPath = ""
 		}
-		out := r.Clone(r.Context())
+		// The stream idle timeout, as on the sidecar's inbound: an
+		// upgraded stream is not timed.
+		wr, wreq := http.ResponseWriter(sw), r
+		if r.Header.Get("Upgrade") == "" {
+			var stop func()
+			wr, wreq, stop = p.watchStream(sw, r)
+			defer stop()
+		}
+		out := wreq.Clone(wreq.Context())
 		if rw.GetAuthority() != "" {
 			out.Host = rw.GetAuthority()
 		}
@@ -294,7 +299,10 @@ func (p *Proxy) gatewayHandler(port uint32) http.Handler {
 		if err != nil {
 			p.log.Warn("gateway: upstream failed", "service", u.Service, "err", err)
 			rec.ResponseFlags = "UF"
-			upstreamError(sw, r, err)
+			if idledOut(wreq) {
+				rec.ResponseFlags = "SI"
+			}
+			upstreamError(sw, wreq, err)
 			return
 		}
 		defer resp.Body.Close()
@@ -305,7 +313,13 @@ func (p *Proxy) gatewayHandler(port uint32) http.Handler {
 			sw.Header()[k] = vs
 		}
 		sw.WriteHeader(resp.StatusCode)
-		copyFlush(sw, resp.Body)
+		copyFlush(wr, resp.Body)
+		if idledOut(wreq) {
+			// Cut, as Envoy resets a stream whose answer began: a
+			// clean end would pass the cut answer off as whole.
+			rec.ResponseFlags = "SI"
+			panic(http.ErrAbortHandler)
+		}
 	})
 }
 

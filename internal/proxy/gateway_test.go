@@ -53,18 +53,24 @@ func (g *gatewayUnderTest) url(port uint32, path string) string {
 // with TLS credentials by name under creds.
 func (m *testMesh) gateway(creds string, ports ...uint32) *gatewayUnderTest {
 	m.t.Helper()
+	return m.gatewayWith(creds, proxy.Limits{}, nil, ports...)
+}
+
+// gatewayWith is gateway with limits, counting refusals in lim.
+func (m *testMesh) gatewayWith(creds string, limits proxy.Limits, lim *telemetry.Limits, ports ...uint32) *gatewayUnderTest {
+	m.t.Helper()
 	labels := map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}
 	ref := config.WorkloadRef{Namespace: "istio-ingress", Name: "istio-ingressgateway", Labels: labels, Gateway: "istio-ingressgateway"}
 	cc := &proxy.Compiler{Self: proxy.Self{Ref: ref, ServiceAccount: "istio-ingressgateway-service-account"}, Keys: jwt.NewKeyStore(jwt.KeyStoreOptions{})}
 	store := proxy.NewStore(m.log, cc.Compile)
-	opts := proxy.Options{Self: cc.Self, CredentialsDir: creds, HandshakeTimeout: 5 * time.Second}
+	opts := proxy.Options{Self: cc.Self, CredentialsDir: creds, HandshakeTimeout: 5 * time.Second, Limits: limits}
 	for _, n := range ports {
 		opts.Gateway = append(opts.Gateway, proxy.GatewayListener{Port: n, Listen: "127.0.0.1:0"})
 	}
 	cert := m.ca.issue(m.t, gatewayID)
 	logs := &syncLog{}
 	m.logs["istio-ingressgateway"] = logs
-	p := proxy.New(opts, store, staticCerts{cert}, &proxy.Telemetry{AccessLog: telemetry.NewAccessLog(logs)}, m.log)
+	p := proxy.New(opts, store, staticCerts{cert}, &proxy.Telemetry{AccessLog: telemetry.NewAccessLog(logs), Limits: lim}, m.log)
 	if err := p.Listen(); err != nil {
 		m.t.Fatal(err)
 	}

@@ -33,8 +33,9 @@ var errFraming = errors.New("proxy: HTTP/1.1 framing refused")
 // The refused request gets its answer and the connection is closed; its
 // header block never reaches net/http. To find each request's header block the
 // guard follows the framing of the bodies (Content-Length, chunked). An
-// HTTP/2 preface, an upgrade or CONNECT ends the guarding: what follows
-// is no longer HTTP/1.1 requests, or net/http ends the connection.
+// upgrade or CONNECT ends the guarding: what follows is no longer
+// HTTP/1.1 requests, or net/http ends the connection. After an HTTP/2
+// preface the guard only times header blocks (h2watch.go).
 type h1Guard struct {
 	net.Conn
 	log       *slog.Logger
@@ -55,6 +56,7 @@ type h1Guard struct {
 	chunked bool   // its Transfer-Encoding ends in chunked
 	upgrade bool   // CONNECT or an Upgrade header
 	remain  int64  // body or chunk bytes still to come
+	h2      h2Frames
 }
 
 type guardState int
@@ -66,6 +68,7 @@ const (
 	guardChunkData                   // remain bytes of chunk data, then CRLF
 	guardTrailers                    // trailer lines after the last chunk
 	guardOff                         // no longer HTTP/1.1 requests
+	guardH2                          // HTTP/2 frames, after the preface
 )
 
 // maxGuardLine is how much of a header line the guard keeps: enough for
@@ -118,6 +121,13 @@ func (g *h1Guard) refuseLocked(why *guardRefusal) {
 		g.timer.Stop()
 	}
 	g.tel.exceeded(why.limit)
+	if g.state == guardH2 {
+		// net/http's HTTP/2 server owns the stream and its header
+		// compression: the connection is closed without an answer.
+		g.log.Info("connection closed", "reason", why.reason, "protocol", "HTTP/2", "remote", g.RemoteAddr())
+		g.Conn.Close()
+		return
+	}
 	g.log.Info("request refused", "reason", why.reason, "status", why.status, "remote", g.RemoteAddr())
 	text := http.StatusText(why.status)
 	_, _ = fmt.Fprintf(g.Conn, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", why.status, text, len(text), text)
@@ -127,24 +137,32 @@ func (g *h1Guard) refuseLocked(why *guardRefusal) {
 // headerBytes counts n more bytes of the current header block, timing
 // the block from its first byte.
 func (g *h1Guard) headerBytes(n int) *guardRefusal {
-	if g.hdr == 0 && g.timeout > 0 {
-		if g.timer == nil {
-			g.timer = time.AfterFunc(g.timeout, func() {
-				g.mu.Lock()
-				defer g.mu.Unlock()
-				if g.hdr > 0 && g.state == guardHeaders {
-					g.refuseLocked(refuseTimeout)
-				}
-			})
-		} else {
-			g.timer.Reset(g.timeout)
-		}
+	if g.hdr == 0 {
+		g.startClock()
 	}
 	g.hdr += n
 	if g.hdr > g.maxHeader {
 		return refuseSize
 	}
 	return nil
+}
+
+// startClock times a header block from now.
+func (g *h1Guard) startClock() {
+	if g.timeout <= 0 {
+		return
+	}
+	if g.timer != nil {
+		g.timer.Reset(g.timeout)
+		return
+	}
+	g.timer = time.AfterFunc(g.timeout, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.hdr > 0 && g.state == guardHeaders || g.h2.inBlock && g.state == guardH2 {
+			g.refuseLocked(refuseTimeout)
+		}
+	})
 }
 
 // endHeaders ends the current header block's count and clock.
@@ -175,11 +193,16 @@ func (g *h1Guard) scan(b []byte) *guardRefusal {
 			if !bytes.Equal(b[:k], []byte(preface[g.start:g.start+k])) {
 				g.start = len(preface) // not HTTP/2
 			} else if g.start += k; g.start == len(preface) {
-				g.state = guardOff
+				g.state = guardH2
+				g.h2.skip = len(h2PrefaceRest)
+				b = b[k:]
 			}
 		}
 		switch g.state {
 		case guardOff:
+			return nil
+		case guardH2:
+			g.scanH2(b)
 			return nil
 		case guardBody, guardChunkData:
 			k := int64(len(b))

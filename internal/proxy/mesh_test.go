@@ -83,6 +83,15 @@ func (l *syncLog) String() string {
 	return l.b.String()
 }
 
+// take returns what was written since the last take, and forgets it.
+func (l *syncLog) take() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.b.String()
+	l.b.Reset()
+	return s
+}
+
 func newTestMesh(t testing.TB) *testMesh {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -255,7 +255,18 @@ func (p *Proxy) outboundServer() *http.Server {
 			r.Header.Del("X-Forwarded-Client-Cert")
 			sw := &statusWriter{ResponseWriter: w}
 			info := &upstreamInfo{}
-			rp.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), upstreamInfoKey{}, info)))
+			wr, wreq := http.ResponseWriter(sw), r.WithContext(context.WithValue(r.Context(), upstreamInfoKey{}, info))
+			if r.Header.Get("Upgrade") == "" {
+				// The stream idle timeout, as inbound: an upgraded
+				// stream is not timed.
+				var stop func()
+				wr, wreq, stop = p.watchStream(sw, wreq)
+				defer stop()
+			}
+			rp.ServeHTTP(wr, wreq)
+			if idledOut(wreq) {
+				info.flags = "SI"
+			}
 			p.observe(&Record{
 				Start: start, Duration: time.Since(start), Protocol: protoName(r), HTTPVersion: r.Proto, Direction: telemetry.Outbound,
 				Method: r.Method, Path: r.URL.Path, Authority: r.Host, ResponseCode: sw.code(), BytesSent: sw.n,
