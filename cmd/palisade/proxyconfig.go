@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,12 +15,13 @@ import (
 	"palisade.dev/palisade/internal/controlplane"
 	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/jwt"
+	"palisade.dev/palisade/internal/proxy"
 	"palisade.dev/palisade/internal/svid"
 )
 
 func runProxyConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) < 2 || (args[0] != "secret" && args[0] != "jwt") {
-		fmt.Fprintln(stderr, "Usage: palisade proxy-config secret|jwt NAMESPACE/WORKLOAD|POD.NAMESPACE [-o text|json|pem]")
+		fmt.Fprintln(stderr, "Usage: palisade proxy-config secret|jwt NAMESPACE/WORKLOAD|POD.NAMESPACE [-o text|json|pem]\n       palisade proxy-config secret POD.NAMESPACE --kubeconfig PATH [-o text|json|pem]")
 		return exitError{code: 2}
 	}
 	what, target := args[0], args[1]
@@ -28,12 +30,30 @@ func runProxyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	state := fs.String("state", ".palisade", "state directory of the running mesh")
 	admin := fs.String("admin", "", "control plane admin address (default: from the state directory)")
 	out := fs.String("o", "text", "output: text, json, or pem (secret only)")
+	kf := addKubeFlags(fs)
 	if err := fs.Parse(args[2:]); err != nil {
 		return exitError{code: 2}
 	}
 	key, err := parseTarget(target)
 	if err != nil {
 		return exitError{code: 2, err: err}
+	}
+	if kf.enabled() {
+		if what != "secret" {
+			return exitError{code: 2, err: fmt.Errorf("proxy-config %s: --kubeconfig reads only the secret; use --admin", what)}
+		}
+		if *admin != "" {
+			return exitError{code: 2, err: errors.New("proxy-config: --kubeconfig and --admin are exclusive")}
+		}
+		client, _, err := kf.clients()
+		if err != nil {
+			return err
+		}
+		certs, err := sidecarCerts(ctx, client, key)
+		if err != nil {
+			return err
+		}
+		return printSecret(stdout, *certs, *out)
 	}
 	var proxies []controlplane.ProxyStatus
 	if err := adminGet(ctx, *state, *admin, "/api/proxies", &proxies); err != nil {
@@ -50,14 +70,11 @@ func runProxyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	switch what {
 	case "secret":
-		var certs struct {
-			ChainPEM string    `json:"chainPEM"`
-			RenewAt  time.Time `json:"renewAt"`
-		}
+		var certs proxy.CertsReport
 		if err := getJSON(ctx, "http://"+proxyAdmin+"/certs", &certs); err != nil {
 			return err
 		}
-		return printSecret(stdout, []byte(certs.ChainPEM), certs.RenewAt, *out)
+		return printSecret(stdout, certs, *out)
 	default:
 		var v jwtConfig
 		if err := getJSON(ctx, "http://"+proxyAdmin+"/jwt", &v); err != nil {
@@ -136,14 +153,23 @@ func getJSON(ctx context.Context, u string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-func printSecret(w io.Writer, chainPEM []byte, renewAt time.Time, format string) error {
-	chain, err := identity.ParseCertificatesPEM(chainPEM)
+// printSecret shows a sidecar's /certs: its chain and the roots it
+// trusts.
+func printSecret(w io.Writer, certs proxy.CertsReport, format string) error {
+	chain, err := identity.ParseCertificatesPEM([]byte(certs.ChainPEM))
 	if err != nil {
 		return err
 	}
-	d, err := svid.Describe(chain, time.Now(), renewAt)
+	d, err := svid.Describe(chain, time.Now(), certs.RenewAt)
 	if err != nil {
 		return err
+	}
+	if certs.RootsPEM != "" {
+		roots, err := identity.ParseCertificatesPEM([]byte(certs.RootsPEM))
+		if err != nil {
+			return fmt.Errorf("trust bundle: %w", err)
+		}
+		d.WithRoots(roots)
 	}
 	switch format {
 	case "pem":

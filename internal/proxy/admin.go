@@ -18,14 +18,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"palisade.dev/palisade/internal/identity"
 	"palisade.dev/palisade/internal/jwt"
 	"palisade.dev/palisade/internal/telemetry"
 )
 
-// ChainSource is the workload's current certificate chain.
+// ChainSource is the workload's current certificate chain and the trust
+// bundle it verifies peers with.
 type ChainSource interface {
 	Chain() []*x509.Certificate
 	RenewAt() time.Time
+	Bundle() *identity.Bundle
 }
 
 // AdminSources is what the admin listener reports on.
@@ -96,18 +99,7 @@ func StartAdmin(addr string, s AdminSources, log *slog.Logger) (*Admin, error) {
 		out["resources"] = res
 		writeJSON(w, out)
 	})
-	mux.HandleFunc("GET /certs", func(w http.ResponseWriter, r *http.Request) {
-		chain := s.Certs.Chain()
-		if len(chain) == 0 {
-			http.Error(w, "no certificate yet", http.StatusServiceUnavailable)
-			return
-		}
-		var pemOut []byte
-		for _, c := range chain {
-			pemOut = append(pemOut, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-		}
-		writeJSON(w, map[string]any{"chainPEM": string(pemOut), "renewAt": s.Certs.RenewAt()})
-	})
+	mux.Handle("GET /certs", certsHandler(s.Certs))
 	mux.HandleFunc("GET /jwt", func(w http.ResponseWriter, r *http.Request) {
 		out := map[string]any{"keySets": s.Keys.Status()}
 		if c := s.Store.Current(); c != nil && c.JWT != nil {
@@ -137,6 +129,37 @@ func StartAdmin(addr string, s AdminSources, log *slog.Logger) (*Admin, error) {
 		})
 	}
 	return &Admin{ln: ln, srv: serveHTTP(ln, mux, 10*time.Second, "admin", log)}, nil
+}
+
+// CertsReport is what GET /certs answers: the workload's certificate chain
+// (leaf first), when the agent plans to renew it, and the roots of the
+// trust bundle in use. Never the key: the chain and the roots are what
+// every TLS peer of the sidecar is shown anyway.
+type CertsReport struct {
+	ChainPEM string    `json:"chainPEM"`
+	RenewAt  time.Time `json:"renewAt"`
+	RootsPEM string    `json:"rootsPEM,omitempty"`
+}
+
+// certsHandler serves GET /certs, on the admin listener and, for
+// `palisade proxy-config secret --kubeconfig` through the API server, on
+// the status listener.
+func certsHandler(c ChainSource) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chain := c.Chain()
+		if len(chain) == 0 {
+			http.Error(w, "no certificate yet", http.StatusServiceUnavailable)
+			return
+		}
+		out := CertsReport{RenewAt: c.RenewAt()}
+		for _, cert := range chain {
+			out.ChainPEM += string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+		}
+		if b := c.Bundle(); b.Len() > 0 {
+			out.RootsPEM = string(b.MarshalPEM())
+		}
+		writeJSON(w, out)
+	})
 }
 
 // serveHTTP serves h on ln in the background until the server is closed;

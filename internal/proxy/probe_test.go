@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"palisade.dev/palisade/internal/identity"
 )
 
 // probeApp is the app behind the sidecar: a healthy path, a failing one,
@@ -159,6 +161,7 @@ type noChain struct{}
 
 func (noChain) Chain() []*x509.Certificate { return nil }
 func (noChain) RenewAt() time.Time         { return time.Time{} }
+func (noChain) Bundle() *identity.Bundle   { return nil }
 
 // TestStatusListener: the status listener on a real port forwards the
 // app's probes at once, while its own /healthz/ready waits for config and

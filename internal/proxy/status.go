@@ -20,8 +20,11 @@ type Status struct {
 	srv *http.Server
 }
 
-// StartStatus serves the probe forwarder under /app-health/ and the
-// sidecar's readiness (the admin listener's /ready) as /healthz/ready.
+// StartStatus serves the probe forwarder under /app-health/, the
+// sidecar's readiness (the admin listener's /ready) as /healthz/ready,
+// and its certificate chain and roots as /certs (never the key), which
+// `palisade proxy-config secret --kubeconfig` reads through the API
+// server's pod proxy.
 func StartStatus(addr string, probes *ProbeForwarder, s AdminSources, log *slog.Logger) (*Status, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -42,6 +45,7 @@ func StartStatus(addr string, probes *ProbeForwarder, s AdminSources, log *slog.
 		}
 		w.Write([]byte("ready\n")) //nolint:errcheck
 	})
+	mux.Handle("GET /certs", certsHandler(s.Certs))
 	return &Status{ln: ln, srv: serveHTTP(ln, mux, 5*time.Second, "status", log)}, nil
 }
 

@@ -26,6 +26,9 @@ type Description struct {
 	Expired        bool      `json:"expired"`
 	ChainLength    int       `json:"chainLength"`
 	Root           string    `json:"root,omitempty"`
+	// TrustBundle is the roots the sidecar verifies its peers with, set
+	// by WithRoots.
+	TrustBundle []identity.RootInfo `json:"trustBundle,omitempty"`
 
 	chain []*x509.Certificate
 }
@@ -61,6 +64,20 @@ func Describe(chain []*x509.Certificate, now, renewAt time.Time) (*Description, 
 	return d, nil
 }
 
+// WithRoots adds the roots of the trust bundle in use, oldest first.
+func (d *Description) WithRoots(roots []*x509.Certificate) *Description {
+	d.TrustBundle = nil
+	for _, r := range roots {
+		d.TrustBundle = append(d.TrustBundle, identity.RootInfo{
+			Subject:           r.Subject.String(),
+			SHA256Fingerprint: identity.Fingerprint(r),
+			NotBefore:         r.NotBefore.UTC(),
+			NotAfter:          r.NotAfter.UTC(),
+		})
+	}
+	return d
+}
+
 func formatSerial(b []byte) string {
 	parts := make([]string, len(b))
 	for i, x := range b {
@@ -90,6 +107,13 @@ func (d *Description) Text() string {
 	row("Chain", fmt.Sprintf("%d certificates", d.ChainLength))
 	if d.Root != "" {
 		row("Root", d.Root)
+	}
+	for i, r := range d.TrustBundle {
+		k := ""
+		if i == 0 {
+			k = "Trust bundle"
+		}
+		fmt.Fprintf(&b, "%-17s %s (sha256 %s…, until %s)\n", k+":", r.Subject, r.SHA256Fingerprint[:16], r.NotAfter.Format(time.RFC3339))
 	}
 	return b.String()
 }

@@ -24,6 +24,7 @@ func TestDescribe(t *testing.T) {
 		name    string
 		now     time.Time
 		renewAt time.Time
+		roots   bool
 		want    []string
 	}{
 		{name: "fresh", now: clock.Now(), renewAt: a.RenewAt(), want: []string{
@@ -34,12 +35,21 @@ func TestDescribe(t *testing.T) {
 			"Chain:            3 certificates",
 		}},
 		{name: "expired", now: leaf.NotAfter.Add(time.Second), want: []string{"Time to expiry:   EXPIRED"}},
+		{name: "with the trust bundle", now: clock.Now(), roots: true, want: []string{
+			"Trust bundle:     CN=Palisade Root CA",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d, err := Describe(chain, tt.now, tt.renewAt)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tt.roots {
+				d.WithRoots(a.Bundle().Roots())
+				if len(d.TrustBundle) != 1 || d.TrustBundle[0].SHA256Fingerprint == "" {
+					t.Errorf("trust bundle %+v, want the one root", d.TrustBundle)
+				}
 			}
 			text := d.Text()
 			for _, w := range tt.want {

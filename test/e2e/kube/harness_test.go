@@ -21,6 +21,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"palisade.dev/palisade/internal/inject"
+	"palisade.dev/palisade/internal/proxy"
 	"palisade.dev/palisade/test/e2e/meshtest"
 	"palisade.dev/palisade/test/kubeapi"
 )
@@ -273,15 +275,21 @@ func createPod(t *testing.T, c *kubeapi.Cluster, a app, ip string) string {
 	labels := map[string]string{"app": a.name, "version": "v1"}
 	_, err := c.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
-		Spec: corev1.PodSpec{ServiceAccountName: a.sa, Containers: []corev1.Container{{
-			Name: a.name, Image: "workshop-app", Ports: []corev1.ContainerPort{{ContainerPort: int32(a.port)}},
-		}}},
+		Spec: corev1.PodSpec{ServiceAccountName: a.sa, Containers: []corev1.Container{
+			{Name: a.name, Image: "workshop-app", Ports: []corev1.ContainerPort{{ContainerPort: int32(a.port)}}},
+			{Name: inject.ProxyContainer, Image: "palisade-proxy", Ports: []corev1.ContainerPort{{Name: "http-status", ContainerPort: proxy.DefaultStatusPort}}},
+		}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := c.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The kubelet reports the pod's IP; the API server's pod proxy dials it.
+	p.Status.Phase, p.Status.PodIP, p.Status.PodIPs = corev1.PodRunning, ip, []corev1.PodIP{{IP: ip}}
+	if p, err = c.Client.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
@@ -346,7 +354,8 @@ func startPod(t *testing.T, c *kubeapi.Cluster, b *meshtest.Bins, cp *controlPla
 		"--label", "app="+a.name, "--label", "version=v1",
 		"--control-plane", cp.grpc, "--bundle", bundle, "--token-file", p.tokenFile,
 		"--inbound", fmt.Sprintf("port=%d,name=http,protocol=HTTP,listen=%s,app=%s", a.port, p.inbound, appAddr),
-		"--http-proxy", p.httpProxy, "--admin", p.admin, "--access-log", "", "--allow-root")
+		"--http-proxy", p.httpProxy, "--admin", p.admin, "--access-log", "", "--allow-root",
+		"--status", net.JoinHostPort(ip, itoa(proxy.DefaultStatusPort)))
 	return p
 }
 

@@ -94,6 +94,23 @@ func TestWorkshopOnKubernetes(t *testing.T) {
 			t.Errorf("proxy-config secret POD.NAMESPACE: %v:\n%s", err, out)
 		}
 		t.Logf("palisade proxy-config secret frontend-0.workshop:\n%s", out)
+		// Through the API server's pod proxy to the sidecar's status
+		// port, as istioctl reaches a pod: no control plane address needed.
+		out, err = runPalisade(b, "proxy-config", "secret", "frontend-0.workshop", "--kubeconfig", c.Kubeconfig)
+		for _, want := range []string{"spiffe://cluster.local/ns/workshop/sa/frontend-sa", "Trust bundle:"} {
+			if err != nil || !strings.Contains(out, want) {
+				t.Errorf("proxy-config secret --kubeconfig lacks %q: %v:\n%s", want, err, out)
+			}
+		}
+		t.Logf("palisade proxy-config secret frontend-0.workshop --kubeconfig:\n%s", out)
+		out, err = runPalisade(b, "proxy-config", "secret", "frontend-0.workshop", "--kubeconfig", c.Kubeconfig, "-o", "pem")
+		if err != nil || strings.Contains(out, "PRIVATE KEY") || !strings.Contains(out, "BEGIN CERTIFICATE") {
+			t.Errorf("proxy-config secret --kubeconfig -o pem: %v (want certificates, never a key):\n%s", err, out)
+		}
+		out, err = runPalisade(b, "proxy-config", "secret", "nosuch-0.workshop", "--kubeconfig", c.Kubeconfig)
+		if err == nil || !strings.Contains(out, "pod workshop/nosuch-0 not found") {
+			t.Errorf("proxy-config secret of a missing pod: %v:\n%s", err, out)
+		}
 	})
 
 	t.Run("PeerAuthentication edit", func(t *testing.T) {
