@@ -275,14 +275,9 @@ func (p *Proxy) gatewayHandler(port uint32) http.Handler {
 			r.URL.Path = rewritePath(r.URL.Path, rw.GetUri(), match)
 			r.URL.RawPath = ""
 		}
-		// The stream idle timeout, as on the sidecar's inbound: an
-		// upgraded stream is not timed.
-		wr, wreq := http.ResponseWriter(sw), r
-		if r.Header.Get("Upgrade") == "" {
-			var stop func()
-			wr, wreq, stop = p.watchStream(sw, r)
-			defer stop()
-		}
+		// The stream idle timeout, as on the sidecar's inbound.
+		wr, wreq, stop := p.watchStream(sw, r)
+		defer stop()
 		out := wreq.Clone(wreq.Context())
 		if rw.GetAuthority() != "" {
 			out.Host = rw.GetAuthority()

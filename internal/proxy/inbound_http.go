@@ -75,12 +75,6 @@ func (p *Proxy) inboundHandler(in InboundPort, rp *httputil.ReverseProxy) http.H
 			r.Body = cr
 			defer func() { rec.BytesReceived = cr.n }()
 		}
-		if r.Header.Get("Upgrade") != "" {
-			// An upgraded stream (WebSocket) becomes a tunnel the clock
-			// would not see move: it is not timed.
-			rp.ServeHTTP(sw, r)
-			return
-		}
 		iw, ir, stop := p.watchStream(sw, r)
 		defer stop()
 		rp.ServeHTTP(iw, ir)

@@ -108,21 +108,24 @@ func (p *Proxy) tooManyHeaders(w http.ResponseWriter, r *http.Request) bool {
 		n += len(vs)
 	}
 	if n > p.opts.Limits.MaxRequestHeaders {
-		p.tel.exceeded(telemetry.LimitHeaderCount)
-		p.log.Info("request refused", "reason", "too many request headers", "headers", n, "limit", p.opts.Limits.MaxRequestHeaders)
-		http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
+		p.refuse431(w, telemetry.LimitHeaderCount, "too many request headers", "headers", n, "limit", p.opts.Limits.MaxRequestHeaders)
 		return true
 	}
 	if r.ProtoMajor != 2 {
 		return false
 	}
 	if size, max := h2HeaderListSize(r), p.opts.Limits.MaxRequestHeadersKB<<10; size > max {
-		p.tel.exceeded(telemetry.LimitHeaderSize)
-		p.log.Info("request refused", "reason", "request headers too large", "protocol", "HTTP/2", "bytes", size, "limit", max)
-		http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
+		p.refuse431(w, telemetry.LimitHeaderSize, "request headers too large", "protocol", "HTTP/2", "bytes", size, "limit", max)
 		return true
 	}
 	return false
+}
+
+// refuse431 counts limit, logs why with attrs and answers 431.
+func (p *Proxy) refuse431(w http.ResponseWriter, limit, why string, attrs ...any) {
+	p.tel.exceeded(limit)
+	p.log.Info("request refused", append([]any{"reason", why}, attrs...)...)
+	http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
 }
 
 // h2HeaderListSize is r's header list size as HTTP/2 counts it (RFC 9113

@@ -255,14 +255,9 @@ func (p *Proxy) outboundServer() *http.Server {
 			r.Header.Del("X-Forwarded-Client-Cert")
 			sw := &statusWriter{ResponseWriter: w}
 			info := &upstreamInfo{}
-			wr, wreq := http.ResponseWriter(sw), r.WithContext(context.WithValue(r.Context(), upstreamInfoKey{}, info))
-			if r.Header.Get("Upgrade") == "" {
-				// The stream idle timeout, as inbound: an upgraded
-				// stream is not timed.
-				var stop func()
-				wr, wreq, stop = p.watchStream(sw, wreq)
-				defer stop()
-			}
+			// The stream idle timeout, as inbound.
+			wr, wreq, stop := p.watchStream(sw, r.WithContext(context.WithValue(r.Context(), upstreamInfoKey{}, info)))
+			defer stop()
 			rp.ServeHTTP(wr, wreq)
 			if idledOut(wreq) {
 				info.flags = "SI"

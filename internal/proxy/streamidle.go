@@ -23,8 +23,13 @@ type streamIdle struct {
 
 type streamIdleKey struct{}
 
-// watchStream starts the clock for r; stop ends it.
+// watchStream starts the clock for r; stop ends it. An upgraded stream
+// (WebSocket) becomes a tunnel the clock would not see move: it is not
+// timed, and w and r come back as they are.
 func (p *Proxy) watchStream(w http.ResponseWriter, r *http.Request) (_ http.ResponseWriter, _ *http.Request, stop func()) {
+	if r.Header.Get("Upgrade") != "" {
+		return w, r, func() {}
+	}
 	s := &streamIdle{d: p.opts.Limits.StreamIdleTimeout}
 	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), streamIdleKey{}, s))
 	path := r.URL.Path
