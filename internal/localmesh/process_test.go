@@ -42,7 +42,7 @@ func TestExitedBeforeReadyShowsLogTail(t *testing.T) {
 func TestFreeAddrBelowEphemeralRange(t *testing.T) {
 	lo := ephemeralLow()
 	for range 20 {
-		addr, err := freeAddr()
+		addr, err := FreeAddr()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -263,7 +263,7 @@ func (m *Mesh) startGateway(ctx context.Context, ports []uint32, bundlePath stri
 	if err != nil {
 		return err
 	}
-	adminAddr, err := freeAddr()
+	adminAddr, err := FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -314,11 +314,11 @@ func (m *Mesh) startWorkload(ctx context.Context, w *controlplane.Workload, r *c
 	if err != nil {
 		return err
 	}
-	adminAddr, err := freeAddr()
+	adminAddr, err := FreeAddr()
 	if err != nil {
 		return err
 	}
-	httpProxy, err := freeAddr()
+	httpProxy, err := FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -341,11 +341,11 @@ func (m *Mesh) startWorkload(ctx context.Context, w *controlplane.Workload, r *c
 	}
 	var first, firstApp string
 	for i, p := range spec.Ports {
-		in, err := freeAddr()
+		in, err := FreeAddr()
 		if err != nil {
 			return err
 		}
-		appAddr, err := freeAddr()
+		appAddr, err := FreeAddr()
 		if err != nil {
 			return err
 		}
@@ -489,12 +489,12 @@ func (m *Mesh) Exited() []string {
 	return out
 }
 
-// freeAddr is a free 127.0.0.1 address for a child process to listen
+// FreeAddr is a free 127.0.0.1 address for a child process to listen
 // on. It is picked below the kernel's ephemeral range where there is
 // room, so that no connection or port-0 listener made meanwhile (by the
 // mesh or anything else on the machine) is handed it before the child
 // binds it; otherwise the kernel picks.
-func freeAddr() (string, error) {
+func FreeAddr() (string, error) {
 	if lo := ephemeralLow(); lo > 20000 {
 		for range 100 {
 			port := 10000 + rand.IntN(lo-10000)

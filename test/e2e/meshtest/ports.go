@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"testing"
+
+	"palisade.dev/palisade/internal/localmesh"
 )
 
 // Ports below Linux's ephemeral range (32768 and up) are never handed to
@@ -18,17 +20,14 @@ const (
 
 // HeldAddr is a free 127.0.0.1 address below the ephemeral range, for a
 // server started later by another process, or stopped and started again
-// on the same address.
+// on the same address: palisade up's own choice (localmesh.FreeAddr).
 func HeldAddr(t testing.TB) string {
 	t.Helper()
-	for range 1000 {
-		port := heldLow + rand.IntN(heldHigh-heldLow)
-		if free(port) {
-			return fmt.Sprintf("127.0.0.1:%d", port)
-		}
+	addr, err := localmesh.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port below the ephemeral range")
-	return ""
+	return addr
 }
 
 // GatewayOffset picks a --gateway-port-offset for which every one of the
